@@ -1,0 +1,125 @@
+"""The host's device registry: identities and keys of provisioned boards (SQLite).
+
+The file holds secrets, so it is created with mode 0600 and opened only while neither the
+group nor others can read it. The gateway reads device keys from it.
+"""
+
+import logging
+import os
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV_REGISTRY = "BAYSENSE_REGISTRY"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    key BLOB NOT NULL,
+    key_version INTEGER NOT NULL DEFAULT 1,
+    bay TEXT,
+    board TEXT,
+    gateway TEXT,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fleet_progress (
+    manifest TEXT NOT NULL,
+    bay TEXT NOT NULL,
+    step TEXT NOT NULL,
+    result TEXT NOT NULL,
+    detail TEXT,
+    updated REAL NOT NULL,
+    PRIMARY KEY (manifest, bay, step)
+);
+"""
+
+
+def default_path():
+    configured = os.environ.get(ENV_REGISTRY)
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "baysense" / "registry.db"
+
+
+def _check_private(path):
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            "registry %s is readable by group or others (mode %o)" % (path, mode),
+            "it holds device keys: run `chmod 600 %s`" % path,
+        )
+
+
+class Registry:
+    """Device identities and keys. Use as a context manager or call close()."""
+
+    def __init__(self, path=None):
+        self.path = Path(path) if path else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            # Create the file private before SQLite writes anything into it.
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        _check_private(self.path)
+        self.db = sqlite3.connect(self.path, timeout=10)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        # WAL and shared-memory files are created with the database's mode by SQLite.
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.db.close()
+
+    def device(self, device_id):
+        return self.db.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+
+    def devices(self):
+        return self.db.execute("SELECT * FROM devices ORDER BY device_id").fetchall()
+
+    def put_device(self, device_id, key, **fields):
+        """Insert a device or replace its key and fields; a new key bumps key_version."""
+        now = time.time()
+        with self.db:
+            existing = self.device(device_id)
+            if existing is None:
+                self.db.execute(
+                    "INSERT INTO devices (device_id, key, bay, board, gateway, created, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (device_id, key, fields.get("bay"), fields.get("board"), fields.get("gateway"), now, now),
+                )
+                return
+            version = existing["key_version"] + (0 if existing["key"] == key else 1)
+            self.db.execute(
+                "UPDATE devices SET key = ?, key_version = ?, bay = COALESCE(?, bay),"
+                " board = COALESCE(?, board), gateway = COALESCE(?, gateway), revoked = 0, updated = ?"
+                " WHERE device_id = ?",
+                (key, version, fields.get("bay"), fields.get("board"), fields.get("gateway"), now, device_id),
+            )
+
+    def revoke(self, device_id):
+        with self.db:
+            changed = self.db.execute(
+                "UPDATE devices SET revoked = 1, updated = ? WHERE device_id = ?", (time.time(), device_id)
+            ).rowcount
+        if not changed:
+            raise ConfigError("device not found in the registry (%s)" % device_id, "check the id with `baysense status`")
+
+    def keys(self):
+        """Return {device_id: key} for every device that is not revoked."""
+        rows = self.db.execute("SELECT device_id, key FROM devices WHERE revoked = 0")
+        return {row["device_id"]: bytes(row["key"]) for row in rows}

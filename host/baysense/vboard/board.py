@@ -1,0 +1,375 @@
+"""The virtual board: the MicroPython unix port behind a pseudo-terminal, as an ESP32 on USB.
+
+A client (mpremote, ampy, esptool's serial code, our own Device) opens the pseudo-terminal
+path and sees what an ESP32 running MicroPython shows: the friendly and raw REPLs, raw-paste,
+Ctrl-C that interrupts running code, Ctrl-D soft resets with the `soft reboot` banner, and ROM
+boot messages after a hard reset, a watchdog reset or a power cut.
+
+The unix port has no soft reset (Ctrl-D ends the process), so the supervisor here restarts
+the interpreter and prints what the board would. Everything the board's firmware touches
+lives in the board's folder: `fs/` is the board's filesystem and `sim/` the simulated world.
+"""
+
+import errno
+import json
+import logging
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import threading
+import time
+import tty
+from pathlib import Path
+
+from ..paths import HAL_DIR, micropython_command
+from . import banners
+from .stimulus import DEFAULT_WORLD, Stimulus
+
+log = logging.getLogger(__name__)
+
+# machine.reset_cause() values of the esp32 port, by the reset that started the interpreter.
+RESET_CAUSES = {"poweron": 1, "wdt": 3, "deepsleep": 4, "hard": 5}
+
+# The ESP32's usable MicroPython heap is about 110 KB; the board gets the same so that code
+# which fits here fits there.
+HEAP_SIZE = "110K"
+
+# Output is held this long (seconds) waiting for the rest of a line, so that the unix port's
+# banner, printed in pieces, is replaced whole.
+OUTPUT_HOLD_S = 0.005
+
+# How often (seconds) the watchdog file is checked.
+WDT_CHECK_S = 0.2
+
+RAW_REPL_MARKER = b"raw REPL; CTRL-B to exit\r\n"
+FRIENDLY_MARKER = b'Type "help()" for more information.'
+
+CTRL_C = 0x03
+
+_LONE_LF = re.compile(rb"(?<!\r)\n")
+
+
+class VirtualBoard:
+    """One virtual board. start() returns once its port exists; stop() ends it."""
+
+    def __init__(self, state_dir, board, baud=None):
+        self.state_dir = Path(state_dir).resolve()
+        self.fs_dir = self.state_dir / "fs"
+        self.sim_dir = self.state_dir / "sim"
+        self.board = board
+        self.baud = baud
+        self.stimulus = Stimulus(self.sim_dir)
+        self.port = None
+        self.mode = "friendly"
+        self.resets = []  # (kind, time) of every reset, for tests and logs
+
+        self._client_master = None
+        self._client_slave = None
+        self._child = None
+        self._child_master = None
+        self._reset_cause = RESET_CAUSES["poweron"]
+        self._power_cut = False
+        self._stopping = False
+        self._held_input = bytearray()
+        self._entering_raw = False
+        self._pending_output = bytearray()
+        self._last_output_byte = b""
+        self._tail = b""
+        self._thread = None
+        self._wake_read, self._wake_write = os.pipe()
+        self._serial_log = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle
+
+    def start(self):
+        self.fs_dir.mkdir(parents=True, exist_ok=True)
+        self.sim_dir.mkdir(parents=True, exist_ok=True)
+        self._write_wiring()
+        if not self.stimulus.path.exists():
+            self.stimulus.set(**DEFAULT_WORLD)
+        for stale in ("reset_request", "wdt_timeout_ms", "wdt_fed"):
+            (self.sim_dir / stale).unlink(missing_ok=True)
+        self._serial_log = open(self.state_dir / "serial.log", "ab", buffering=0)
+
+        self._client_master, self._client_slave = pty.openpty()
+        tty.setraw(self._client_slave)
+        os.set_blocking(self._client_master, False)
+        self.port = os.ttyname(self._client_slave)
+
+        self._emit(banners.rom_boot("poweron"))
+        self._spawn(run_main=True)
+        self._thread = threading.Thread(target=self._relay, name="vboard-%s" % self.state_dir.name, daemon=True)
+        self._thread.start()
+        log.info("virtual board %s on %s", self.state_dir, self.port)
+        return self
+
+    def stop(self):
+        self._stopping = True
+        os.write(self._wake_write, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._kill_child()
+        for fd in (self._client_master, self._client_slave, self._wake_read, self._wake_write):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if self._serial_log is not None:
+            self._serial_log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def power_cycle(self):
+        """Cut the power: the interpreter dies wherever it is, then the board boots again."""
+        with self._lock:
+            self._power_cut = True
+            if self._child is not None:
+                self._child.send_signal(signal.SIGKILL)
+
+    @property
+    def pid(self):
+        child = self._child
+        return child.pid if child is not None else None
+
+    # -- the interpreter
+
+    def _write_wiring(self):
+        sensor = self.board.get("sensor", {})
+        wiring = {"sensor": sensor, "mac": self.board.get("mac", "24:0a:c4:00:00:01")}
+        (self.sim_dir / "wiring.json").write_text(json.dumps(wiring))
+
+    def _spawn(self, run_main):
+        master, slave = pty.openpty()
+        tty.setraw(slave)
+        env = dict(os.environ)
+        env.update(
+            MICROPYPATH=str(HAL_DIR),
+            BAYSENSE_VBOARD_FS=str(self.fs_dir),
+            BAYSENSE_VBOARD_SIM=str(self.sim_dir),
+            BAYSENSE_RESET_CAUSE=str(self._reset_cause),
+            BAYSENSE_RUN_MAIN="1" if run_main else "0",
+        )
+        argv = micropython_command() + ["-X", "heapsize=" + HEAP_SIZE, "-i", str(HAL_DIR / "_boot.py")]
+        self._child = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, cwd=self.fs_dir, env=env, start_new_session=True
+        )
+        os.close(slave)
+        self._child_master = master
+        self.mode = "friendly"
+        log.debug("interpreter started, pid %d, run_main=%s", self._child.pid, run_main)
+
+    def _kill_child(self):
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        if self._child_master is not None:
+            os.close(self._child_master)
+            self._child_master = None
+        self._child = None
+
+    def _child_reads_stdin(self):
+        """True while the interpreter waits in read() on its stdin (a REPL prompt)."""
+        child = self._child
+        if child is None:
+            return False
+        try:
+            with open("/proc/%d/syscall" % child.pid) as f:
+                fields = f.read().split()
+        except OSError:
+            return False
+        # read(2) is syscall 0 on x86-64 and 63 on arm64; its first argument is the fd.
+        return len(fields) > 1 and fields[0] in ("0", "63") and int(fields[1], 16) == 0
+
+    def _restart(self):
+        """Handle the interpreter's exit the way the chip would."""
+        child = self._child
+        returncode = child.wait()
+        os.close(self._child_master)
+        self._child_master = None
+        self._child = None
+
+        marker = self.sim_dir / "reset_request"
+        requested = marker.read_text().strip() if marker.exists() else None
+        marker.unlink(missing_ok=True)
+        with self._lock:
+            power_cut = self._power_cut
+            self._power_cut = False
+
+        if power_cut:
+            kind = "poweron"
+        elif requested in RESET_CAUSES:
+            kind = requested
+        elif returncode == 0:
+            kind = "soft"
+        else:
+            log.warning("interpreter ended with status %s; rebooting as after a panic", returncode)
+            kind = "hard"
+        self.resets.append((kind, time.time()))
+        log.info("board reset: %s", kind)
+
+        for stale in ("wdt_timeout_ms", "wdt_fed"):
+            (self.sim_dir / stale).unlink(missing_ok=True)
+        self._pending_output.clear()
+        self._tail = b""
+        if kind == "soft":
+            self._emit(banners.SOFT_REBOOT)
+            in_raw = self.mode == "raw"
+            self._spawn(run_main=not in_raw)
+            if in_raw:
+                # A soft reset in the raw REPL comes back in the raw REPL, skipping main.py.
+                # NOTE: boot.py's output is not shown in this case, unlike on an ESP32.
+                self._entering_raw = True
+                os.write(self._child_master, b"\r\x01")
+            return
+        self._reset_cause = RESET_CAUSES[kind]
+        self._emit(banners.rom_boot(kind))
+        self._spawn(run_main=True)
+
+    def _check_watchdog(self):
+        try:
+            timeout_ms = int((self.sim_dir / "wdt_timeout_ms").read_text())
+            fed = (self.sim_dir / "wdt_fed").stat().st_mtime
+        except (OSError, ValueError):
+            return
+        if time.time() - fed > timeout_ms / 1000:
+            uptime_ms = int(time.monotonic() * 1000) % 100000
+            self._emit(banners.TASK_WDT % (uptime_ms, uptime_ms))
+            (self.sim_dir / "reset_request").write_text("wdt")
+            if self._child is not None:
+                self._child.send_signal(signal.SIGKILL)
+
+    # -- the relay between the client's port and the interpreter
+
+    def _relay(self):
+        next_wdt_check = time.monotonic()
+        while not self._stopping:
+            fds = [self._client_master, self._wake_read]
+            if self._child_master is not None:
+                fds.append(self._child_master)
+            timeout = OUTPUT_HOLD_S if self._pending_output else WDT_CHECK_S
+            readable, _, _ = select.select(fds, [], [], timeout)
+            if self._stopping:
+                break
+
+            got_output = False
+            if self._child_master is not None and self._child_master in readable:
+                try:
+                    data = os.read(self._child_master, 4096)
+                except OSError as error:
+                    if error.errno != errno.EIO:
+                        raise
+                    data = b""
+                if data:
+                    got_output = True
+                    self._from_child(data)
+                else:
+                    self._flush_output()
+                    self._restart()
+            if self._client_master in readable:
+                self._from_client()
+            if self._pending_output and not got_output:
+                self._flush_output()
+
+            now = time.monotonic()
+            if now >= next_wdt_check:
+                next_wdt_check = now + WDT_CHECK_S
+                self._check_watchdog()
+
+    def _from_client(self):
+        try:
+            data = os.read(self._client_master, 4096)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            if error.errno == errno.EIO:
+                return  # no client has the port open
+            raise
+        self._pace(len(data))
+        if self._entering_raw or self._child is None:
+            self._held_input += data
+            return
+        self._to_child(data)
+
+    def _to_child(self, data):
+        # An ESP32 turns Ctrl-C into KeyboardInterrupt while code runs; the unix port only does
+        # so on SIGINT, so send one unless the interpreter sits at a prompt reading its input.
+        if CTRL_C in data and not self._child_reads_stdin():
+            data = data.replace(b"\x03", b"")
+            try:
+                self._child.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        if data and self._child_master is not None:
+            os.write(self._child_master, data)
+
+    def _from_child(self, data):
+        if self._entering_raw:
+            # Swallow the restarted interpreter's banner until it reaches the raw REPL.
+            self._tail = (self._tail + data)[-256:]
+            at = self._tail.find(RAW_REPL_MARKER)
+            if at < 0:
+                return
+            self._entering_raw = False
+            self.mode = "raw"
+            rest = self._tail[at:]
+            self._tail = b""
+            self._pending_output += rest
+            if self._held_input:
+                held = bytes(self._held_input)
+                self._held_input.clear()
+                self._to_child(held)
+            return
+
+        window = self._tail + data
+        if RAW_REPL_MARKER.rstrip() in window:
+            self.mode = "raw"
+        elif FRIENDLY_MARKER in window:
+            self.mode = "friendly"
+        self._tail = window[-64:]
+        self._pending_output += data
+
+    def _flush_output(self):
+        if not self._pending_output:
+            return
+        data = bytes(self._pending_output)
+        self._pending_output.clear()
+        data = banners.UNIX_BANNER.sub(banners.MICROPYTHON_BANNER, data)
+        self._emit(_crlf(data, self._last_output_byte))
+
+    def _emit(self, data):
+        if not data:
+            return
+        self._last_output_byte = data[-1:]
+        if self._serial_log is not None:
+            self._serial_log.write(data)
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._client_master, view)
+            except BlockingIOError:
+                # Nobody reads the port: like a UART with no listener, the bytes are lost.
+                return
+            self._pace(written)
+            view = view[written:]
+
+    def _pace(self, count):
+        if self.baud:
+            time.sleep(count * 10 / self.baud)
+
+
+def _crlf(data, previous):
+    """Turn each lone \\n into \\r\\n, as the ESP32's UART driver does for print() output."""
+    converted = _LONE_LF.sub(b"\r\n", data)
+    if previous == b"\r" and data[:1] == b"\n":
+        converted = converted[1:]  # that \n completed a \r\n split across two reads
+    return converted
