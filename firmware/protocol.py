@@ -1,7 +1,9 @@
 # Baysense wire protocol: one file for both sides.
 #
 # The node firmware imports this module on MicroPython and the gateway imports the same file on
-# CPython, so it uses only what both have: struct, hashlib.sha256 and bytes operations.
+# CPython, so it uses only what both have: struct, hashlib.sha256 and bytes operations. Where the
+# `hmac` module exists (CPython), HMAC and tag comparison use its C code instead, which gives the
+# same tags (tests check both paths) and lets the gateway verify thousands of frames a second.
 # docs/protocol.md specifies every frame field by field.
 #
 # Every frame is
@@ -12,6 +14,12 @@
 
 import struct
 import hashlib
+
+try:
+    # CPython's C implementation, so the gateway verifies fast; the node computes HMAC below.
+    import hmac as _hmac
+except ImportError:  # MicroPython has no hmac module
+    _hmac = None
 
 try:
     from micropython import const
@@ -56,14 +64,30 @@ HEARTBEAT_FIXED_SIZE = const(15)
 _ACK_BODY = "!B"
 
 
+# FrameError reasons, stable names that the gateway counts rejections under.
+REASON_TOO_SHORT = "too_short"
+REASON_TOO_LONG = "too_long"
+REASON_BAD_LENGTH = "bad_length"  # a length field disagrees with the datagram's size
+REASON_BAD_VERSION = "bad_version"
+REASON_BAD_TYPE = "bad_type"
+REASON_BAD_TEXT = "bad_text"  # text that is not valid UTF-8
+REASON_BAD_BODY = "bad_body"  # a body whose fields are out of range for its frame type
+
+
 class FrameError(ValueError):
-    """A datagram that is not a valid frame; the message names the field."""
+    """A datagram that is not a valid frame; the message names the field, `reason` the check."""
+
+    def __init__(self, message, reason=REASON_BAD_BODY):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _hmac_sha256(key, message):
     # HMAC (RFC 2104) over hashlib.sha256, because MicroPython has no hmac module.
     if len(key) != KEY_SIZE:
         raise ValueError("key must be %d bytes, got %d" % (KEY_SIZE, len(key)))
+    if _hmac is not None:
+        return _hmac.digest(key, message, "sha256")
     inner_pad = bytearray(64)
     outer_pad = bytearray(64)
     for i in range(KEY_SIZE):
@@ -80,9 +104,14 @@ def _hmac_sha256(key, message):
 
 
 def tags_equal(a, b):
-    """Compare two tags in time that depends only on their length."""
+    """Compare two tags over their full length in time that does not depend on their content.
+
+    A tag of any length other than TAG_SIZE, the empty tag included, never matches.
+    """
     if len(a) != TAG_SIZE or len(b) != TAG_SIZE:
         return False
+    if _hmac is not None:
+        return _hmac.compare_digest(a, b)
     difference = 0
     for i in range(TAG_SIZE):
         difference |= a[i] ^ b[i]
@@ -112,39 +141,45 @@ class Frame:
         self.counter = counter
         self.body = body
         self._signed = signed
-        self._tag = tag
+        self.tag = tag
 
     def verify(self, key):
-        return tags_equal(_hmac_sha256(key, self._signed), self._tag)
+        """Return True when the tag is the HMAC of the frame under `key` (32 bytes)."""
+        return tags_equal(_hmac_sha256(key, self._signed), self.tag)
 
 
 def decode(datagram):
     """Parse a frame's fields without trusting them; raise FrameError on a malformed one."""
     size = len(datagram)
     if size < MIN_FRAME:
-        raise FrameError("frame too short: %d bytes, minimum %d" % (size, MIN_FRAME))
+        raise FrameError("frame too short: %d bytes, minimum %d" % (size, MIN_FRAME), REASON_TOO_SHORT)
     if size > MAX_FRAME:
-        raise FrameError("frame too long: %d bytes, maximum %d" % (size, MAX_FRAME))
+        raise FrameError("frame too long: %d bytes, maximum %d" % (size, MAX_FRAME), REASON_TOO_LONG)
     version, frame_type, id_len = struct.unpack_from("!BBB", datagram, 0)
     if version != VERSION:
-        raise FrameError("unknown protocol version %d (this side speaks %d)" % (version, VERSION))
+        raise FrameError(
+            "unknown protocol version %d (this side speaks %d)" % (version, VERSION), REASON_BAD_VERSION
+        )
     if frame_type not in (FRAME_STATE, FRAME_HEARTBEAT, FRAME_ACK):
-        raise FrameError("unknown frame type %d" % frame_type)
+        raise FrameError("unknown frame type %d" % frame_type, REASON_BAD_TYPE)
     if not 0 < id_len <= MAX_DEVICE_ID:
-        raise FrameError("device id length %d out of range 1..%d" % (id_len, MAX_DEVICE_ID))
+        raise FrameError(
+            "device id length %d out of range 1..%d" % (id_len, MAX_DEVICE_ID), REASON_BAD_LENGTH
+        )
     offset = 3 + id_len
     if offset + 6 + TAG_SIZE > size:
-        raise FrameError("device id length %d runs past the frame" % id_len)
+        raise FrameError("device id length %d runs past the frame" % id_len, REASON_BAD_LENGTH)
     try:
         device_id = bytes(datagram[3:offset]).decode()
     except UnicodeError:
-        raise FrameError("device id is not valid UTF-8")
+        raise FrameError("device id is not valid UTF-8", REASON_BAD_TEXT)
     counter, body_len = struct.unpack_from("!IH", datagram, offset)
     offset += 6
     if offset + body_len + TAG_SIZE != size:
         raise FrameError(
             "body length field %d does not match the frame (%d bytes of body and tag follow)"
-            % (body_len, size - offset)
+            % (body_len, size - offset),
+            REASON_BAD_LENGTH,
         )
     body = bytes(datagram[offset : offset + body_len])
     signed = bytes(datagram[: offset + body_len])
@@ -166,8 +201,23 @@ def parse_state(body):
     return state, reason, detected_ms, value
 
 
+MAX_FIRMWARE_VERSION = const(32)  # bytes of UTF-8 carried in a heartbeat
+
+
+def _cut_utf8(text, limit):
+    # Cut to `limit` bytes without splitting a character, so the gateway can decode the rest.
+    data = text.encode()[:limit]
+    while data:
+        try:
+            data.decode()
+            return data
+        except UnicodeError:
+            data = data[:-1]
+    return data
+
+
 def heartbeat_body(uptime_s, reset_cause, free_heap, rssi_dbm, outbox_depth, fault_flags, version):
-    fw = version.encode()[:32]
+    fw = _cut_utf8(version, MAX_FIRMWARE_VERSION)
     fixed = struct.pack(
         _HEARTBEAT_FIXED,
         uptime_s & 0xFFFFFFFF,
@@ -192,7 +242,7 @@ def parse_heartbeat(body):
     try:
         version = body[HEARTBEAT_FIXED_SIZE:].decode()
     except UnicodeError:
-        raise FrameError("heartbeat firmware version is not valid UTF-8")
+        raise FrameError("heartbeat firmware version is not valid UTF-8", REASON_BAD_TEXT)
     return {
         "uptime_s": fields[0],
         "reset_cause": fields[1],

@@ -1,0 +1,236 @@
+"""The gateway's SQLite store: accepted reports, bay states, latest health and tallies.
+
+Every report is committed (WAL, synchronous=FULL) before the gateway acknowledges it, so an
+acknowledged report survives a crash or power loss. Reports are keyed by (device, key, counter),
+because a new key starts a new counter sequence: a report already stored is never applied twice.
+"""
+
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import protocol
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# Seconds SQLite waits for a lock held by another connection, such as `baysense status` reading.
+BUSY_TIMEOUT_S = 10
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS device_counters (
+    device_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    last_counter INTEGER NOT NULL,
+    last_tag BLOB NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    device_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    counter INTEGER NOT NULL,
+    frame_type INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    received REAL NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (device_id, key_id, counter)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bays (
+    device_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    since REAL NOT NULL,
+    counter INTEGER NOT NULL,
+    reason INTEGER NOT NULL,
+    detected_ms INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    changes INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS health (
+    device_id TEXT PRIMARY KEY,
+    counter INTEGER NOT NULL,
+    received REAL NOT NULL,
+    uptime_s INTEGER NOT NULL,
+    reset_cause INTEGER NOT NULL,
+    free_heap INTEGER NOT NULL,
+    rssi_dbm INTEGER NOT NULL,
+    outbox_depth INTEGER NOT NULL,
+    fault_flags INTEGER NOT NULL,
+    firmware TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stats (
+    name TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+);
+"""
+
+
+@dataclass
+class Report:
+    """An authenticated frame that passed every check and waits to be stored."""
+
+    device_id: str
+    counter: int
+    frame_type: int
+    body: bytes
+    fields: object  # parse_state's tuple or parse_heartbeat's dict
+    received: float  # wall-clock time (time.time()) at the gateway
+    source: str
+    key_id: str
+    tag: bytes
+    ack_to: list = field(default_factory=list)  # (address, perf_counter at receipt) to ack
+    ack_key: bytes = b""
+
+
+class Store:
+    """The gateway database. One Store per thread; the gateway's writer owns its own."""
+
+    def __init__(self, path, create=True):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise ConfigError(
+                "gateway database not found (%s)" % self.path,
+                "pass the --db that `baysense gateway` writes, or start the gateway first",
+            )
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                "gateway database %s has schema version %d, newer than this gateway's %d"
+                % (self.path, version, SCHEMA_VERSION),
+                "upgrade baysense or use another --db",
+            )
+        if create:
+            self.db.executescript(SCHEMA)
+            self.db.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.db.close()
+
+    def counters(self):
+        """Return {device_id: (key_id, last_counter, last_tag)} of every device seen."""
+        rows = self.db.execute("SELECT device_id, key_id, last_counter, last_tag FROM device_counters")
+        return {row[0]: (row[1], row[2], bytes(row[3])) for row in rows}
+
+    def commit(self, reports, stats):
+        """Store reports and add `stats` ({name: count}) in one transaction.
+
+        Returns how many reports were new. A report whose (device, key, counter) is already
+        stored changes nothing.
+        """
+        applied = 0
+        with self.db:
+            for report in reports:
+                if self._insert(report):
+                    applied += 1
+            for name, count in stats.items():
+                self.db.execute(
+                    "INSERT INTO stats (name, count) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET count = count + excluded.count",
+                    (name, count),
+                )
+        return applied
+
+    def _insert(self, report):
+        inserted = self.db.execute(
+            "INSERT OR IGNORE INTO reports (device_id, key_id, counter, frame_type, body, received, source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                report.device_id,
+                report.key_id,
+                report.counter,
+                report.frame_type,
+                report.body,
+                report.received,
+                report.source,
+            ),
+        ).rowcount
+        if not inserted:
+            log.info("report %r #%d is already stored, so it is not applied again", report.device_id, report.counter)
+            return False
+
+        self.db.execute(
+            "INSERT INTO device_counters (device_id, key_id, last_counter, last_tag, updated)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
+            " key_id = excluded.key_id, last_counter = excluded.last_counter,"
+            " last_tag = excluded.last_tag, updated = excluded.updated",
+            (report.device_id, report.key_id, report.counter, report.tag, report.received),
+        )
+
+        if report.frame_type == protocol.FRAME_STATE:
+            self._apply_state(report)
+        elif report.frame_type == protocol.FRAME_HEARTBEAT:
+            self._apply_heartbeat(report)
+        return True
+
+    def _apply_state(self, report):
+        state, reason, detected_ms, value = report.fields
+        name = protocol.STATE_NAMES[state]
+        # `since` moves only when the state changes, so a repeated report keeps the time the
+        # bay entered its state.
+        self.db.execute(
+            "INSERT INTO bays (device_id, state, since, counter, reason, detected_ms, value, changes, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (device_id) DO UPDATE SET"
+            " since = CASE WHEN state = excluded.state THEN since ELSE excluded.since END,"
+            " changes = changes + (state != excluded.state),"
+            " state = excluded.state, counter = excluded.counter, reason = excluded.reason,"
+            " detected_ms = excluded.detected_ms, value = excluded.value, updated = excluded.updated",
+            (report.device_id, name, report.received, report.counter, reason, detected_ms, value, report.received),
+        )
+
+    def _apply_heartbeat(self, report):
+        health = report.fields
+        self.db.execute(
+            "INSERT OR REPLACE INTO health (device_id, counter, received, uptime_s, reset_cause, free_heap,"
+            " rssi_dbm, outbox_depth, fault_flags, firmware) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                report.device_id,
+                report.counter,
+                report.received,
+                health["uptime_s"],
+                health["reset_cause"],
+                health["free_heap"],
+                health["rssi_dbm"],
+                health["outbox_depth"],
+                health["fault_flags"],
+                health["firmware"],
+            ),
+        )
+
+    def bays(self):
+        """Return one dict per device seen: bay state, last counter and latest health."""
+        rows = self.db.execute(
+            "SELECT c.device_id, b.state, b.since, c.last_counter AS counter, b.counter AS state_counter,"
+            " b.reason, b.value, b.changes, h.received AS last_heartbeat, h.uptime_s, h.reset_cause,"
+            " h.free_heap, h.rssi_dbm, h.outbox_depth, h.fault_flags, h.firmware"
+            " FROM device_counters c LEFT JOIN bays b USING (device_id) LEFT JOIN health h USING (device_id)"
+            " ORDER BY c.device_id"
+        )
+        return [dict(row) for row in rows]
+
+    def reports(self, device_id=None):
+        """Return stored reports as dicts, oldest first."""
+        query = "SELECT device_id, key_id, counter, frame_type, body, received, source FROM reports"
+        if device_id is None:
+            rows = self.db.execute(query + " ORDER BY device_id, received, counter")
+        else:
+            rows = self.db.execute(query + " WHERE device_id = ? ORDER BY received, counter", (device_id,))
+        return [dict(row) for row in rows]
+
+    def stats(self):
+        """Return {name: count} of accepted, acknowledged and rejected frames."""
+        return {row[0]: row[1] for row in self.db.execute("SELECT name, count FROM stats ORDER BY name")}

@@ -1,0 +1,301 @@
+"""The gateway end to end on loopback: reports, acks, registry changes, CLI and status."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from baysense import protocol
+from baysense.cli import main
+from baysense.gateway.server import GatewayThread
+from baysense.gateway.settings import Settings
+from baysense.gateway.simnode import SimNode, provision
+from baysense.gateway.store import Store
+from baysense.registry import Registry
+
+# Seconds a test waits for a process or a condition before failing.
+WAIT_S = 10
+
+FAST = Settings(stats_flush_s=0.05, registry_poll_s=0.1)
+
+
+def wait_for(predicate, timeout=WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return tmp_path / "registry.db"
+
+
+@pytest.fixture
+def keys(registry):
+    return provision(registry, ["bay-1", "bay-2"])
+
+
+@pytest.fixture
+def gateway(tmp_path, registry, keys):
+    thread = GatewayThread(tmp_path / "gateway.db", registry, settings=FAST)
+    thread.start()
+    yield thread
+    thread.stop()
+
+
+def stats(db_path):
+    with Store(db_path) as store:
+        return store.stats()
+
+
+def test_state_report_stored_and_acked(gateway, keys):
+    with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
+        counter = node.report_state(protocol.STATE_OCCUPIED, value=42)
+
+    with Store(gateway.gateway.db_path) as store:
+        bays = store.bays()
+        reports = store.reports("bay-1")
+    assert counter == 1
+    assert len(bays) == 1
+    assert bays[0]["device_id"] == "bay-1"
+    assert bays[0]["state"] == "occupied"
+    assert bays[0]["value"] == 42
+    assert bays[0]["counter"] == 1
+    assert [report["counter"] for report in reports] == [1]
+
+
+def test_since_moves_only_on_change(gateway, keys):
+    with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
+        node.report_state(protocol.STATE_OCCUPIED)
+        with Store(gateway.gateway.db_path) as store:
+            first = store.bays()[0]
+        node.report_state(protocol.STATE_OCCUPIED)
+        with Store(gateway.gateway.db_path) as store:
+            repeated = store.bays()[0]
+        node.report_state(protocol.STATE_VACANT)
+        with Store(gateway.gateway.db_path) as store:
+            changed = store.bays()[0]
+
+    assert repeated["since"] == first["since"]
+    assert repeated["counter"] == 2
+    assert changed["state"] == "vacant"
+    assert changed["since"] > first["since"]
+    assert changed["changes"] == 2
+
+
+def test_heartbeat_health_stored(gateway, keys):
+    with SimNode("bay-2", keys["bay-2"], gateway.address) as node:
+        node.report_heartbeat(uptime_s=3600, reset_cause=4, free_heap=61234, rssi_dbm=-71, outbox_depth=3, fault_flags=0x11, version="1.2.3")
+
+    with Store(gateway.gateway.db_path) as store:
+        bay = store.bays()[0]
+    assert bay["state"] is None
+    assert bay["uptime_s"] == 3600
+    assert bay["reset_cause"] == 4
+    assert bay["free_heap"] == 61234
+    assert bay["rssi_dbm"] == -71
+    assert bay["outbox_depth"] == 3
+    assert bay["fault_flags"] == 0x11
+    assert bay["firmware"] == "1.2.3"
+
+
+def test_retransmission_acked_again(gateway, keys):
+    db_path = gateway.gateway.db_path
+    with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
+        counter, frame = node.state_frame(protocol.STATE_OCCUPIED)
+        node.deliver(counter, frame)
+        with Store(db_path) as store:
+            before = (store.bays(), store.reports())
+
+        node.send(frame)
+        acked_again = node.wait_ack(counter, WAIT_S)
+
+    with Store(db_path) as store:
+        after = (store.bays(), store.reports())
+    assert acked_again
+    assert after == before
+    assert wait_for(lambda: stats(db_path).get("resent_state") == 1)
+
+
+def test_ack_verifies_under_device_key(gateway, keys):
+    with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
+        counter, frame = node.state_frame(protocol.STATE_VACANT)
+        node.send(frame)
+        node.sock.settimeout(WAIT_S)
+        datagram = node.sock.recv(protocol.MAX_FRAME)
+
+    ack = protocol.decode(datagram)
+    assert ack.type == protocol.FRAME_ACK
+    assert ack.device_id == "bay-1"
+    assert ack.counter == counter
+    assert ack.verify(keys["bay-1"])
+    assert not ack.verify(keys["bay-2"])
+    assert protocol.parse_ack(ack.body) == protocol.ACK_STORED
+
+
+def test_device_provisioned_later_accepted(gateway, registry):
+    new_keys = provision(registry, ["bay-9"])
+    provisioned = time.monotonic()
+
+    with SimNode("bay-9", new_keys["bay-9"], gateway.address) as node:
+        node.report_state(protocol.STATE_OCCUPIED, timeout=WAIT_S)
+    elapsed = time.monotonic() - provisioned
+
+    assert elapsed < 1.5
+
+
+def test_key_rotation_takes_effect(gateway, registry, keys):
+    db_path = gateway.gateway.db_path
+    with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
+        node.report_state(protocol.STATE_OCCUPIED)
+        node.report_state(protocol.STATE_VACANT)
+
+    rotated = provision(registry, ["bay-1"])["bay-1"]
+    assert rotated != keys["bay-1"]
+    time.sleep(3 * FAST.registry_poll_s)
+
+    # A re-flashed node starts its counter again; the new key starts a new sequence.
+    with SimNode("bay-1", rotated, gateway.address) as node:
+        node.report_state(protocol.STATE_OCCUPIED, timeout=WAIT_S)
+    with SimNode("bay-1", keys["bay-1"], gateway.address, counter=10) as old:
+        counter, frame = old.state_frame(protocol.STATE_VACANT)
+        old.send(frame)
+        assert not old.wait_ack(counter, 0.3)
+
+    with Store(db_path) as store:
+        bay = store.bays()[0]
+    assert bay["state"] == "occupied"
+    assert bay["counter"] == 1
+    assert wait_for(lambda: stats(db_path).get("rejected_bad_mac") == 1)
+
+
+def test_revoked_device_rejected(gateway, registry, keys):
+    db_path = gateway.gateway.db_path
+    with Registry(registry) as reg:
+        reg.revoke("bay-2")
+    time.sleep(3 * FAST.registry_poll_s)
+
+    with SimNode("bay-2", keys["bay-2"], gateway.address) as node:
+        counter, frame = node.state_frame(protocol.STATE_OCCUPIED)
+        node.send(frame)
+        acked = node.wait_ack(counter, 0.3)
+
+    assert not acked
+    assert wait_for(lambda: stats(db_path).get("rejected_revoked_device") == 1)
+    with Store(db_path) as store:
+        assert store.reports() == []
+
+
+def test_gateway_restart_keeps_counters(tmp_path, registry, keys):
+    db_path = tmp_path / "gateway.db"
+    with GatewayThread(db_path, registry, settings=FAST) as first:
+        with SimNode("bay-1", keys["bay-1"], first.address) as node:
+            node.report_state(protocol.STATE_OCCUPIED)
+            node.report_state(protocol.STATE_VACANT)
+            _, stale = node.state_frame(protocol.STATE_OCCUPIED)
+
+    with GatewayThread(db_path, registry, settings=FAST) as second:
+        with SimNode("bay-1", keys["bay-1"], second.address, counter=0) as rebooted:
+            counter, frame = rebooted.state_frame(protocol.STATE_FAULT)
+            rebooted.send(frame)
+            assert not rebooted.wait_ack(counter, 0.3)
+        assert wait_for(lambda: stats(db_path).get("rejected_old_counter") == 1)
+
+    with Store(db_path) as store:
+        assert store.bays()[0]["state"] == "vacant"
+        assert stale  # built but never sent: counter 3 stays free
+
+
+def start_cli_gateway(tmp_path, registry, listen="127.0.0.1:0"):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "baysense.cli", "gateway", "--listen", listen, "--db", str(tmp_path / "gateway.db"), "--registry", str(registry)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    line = process.stdout.readline()
+    return process, line
+
+
+def test_cli_prints_port_and_stops_on_sigterm(tmp_path, registry, keys):
+    process, line = start_cli_gateway(tmp_path, registry)
+    try:
+        assert line.startswith("listening: udp://127.0.0.1:")
+        port = int(line.rsplit(":", 1)[1])
+        assert port > 0
+        with SimNode("bay-1", keys["bay-1"], ("127.0.0.1", port)) as node:
+            node.report_state(protocol.STATE_OCCUPIED, value=7)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(WAIT_S)
+        stderr = process.stderr.read()
+    assert returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_cli_stops_on_sigint(tmp_path, registry, keys):
+    process, line = start_cli_gateway(tmp_path, registry)
+    process.send_signal(signal.SIGINT)
+    returncode = process.wait(WAIT_S)
+    assert line.startswith("listening: ")
+    assert returncode == 0, process.stderr.read()
+
+
+def test_cli_rejects_bad_listen_address(tmp_path, registry, capsys):
+    status = main(["gateway", "--listen", "127.0.0.1", "--db", str(tmp_path / "g.db"), "--registry", str(registry)])
+    assert status == 1
+    assert "invalid listen address (127.0.0.1)" in capsys.readouterr().err
+
+
+def test_status_json_lists_bays_and_rejections(gateway, keys, capsys):
+    db_path = gateway.gateway.db_path
+    with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
+        node.report_state(protocol.STATE_OCCUPIED)
+        node.report_heartbeat(rssi_dbm=-55)
+        node.send(b"\x01\x02")
+    assert wait_for(lambda: stats(db_path).get("rejected_too_short") == 1)
+
+    status = main(["status", "--db", str(db_path), "--json"])
+    output = json.loads(capsys.readouterr().out)
+
+    assert status == 0
+    assert output["bays"][0]["device_id"] == "bay-1"
+    assert output["bays"][0]["state"] == "occupied"
+    assert output["bays"][0]["counter"] == 2
+    assert output["bays"][0]["rssi_dbm"] == -55
+    assert output["bays"][0]["health"] == "ok"
+    assert output["rejected"] == {"too_short": 1}
+    assert output["tallies"]["accepted_state"] == 1
+
+
+def test_status_table_shows_bay(gateway, keys, capsys):
+    with SimNode("bay-2", keys["bay-2"], gateway.address) as node:
+        node.report_state(protocol.STATE_VACANT)
+        node.report_heartbeat(fault_flags=2, version="fw-9")
+
+    status = main(["status", "--db", str(gateway.gateway.db_path)])
+    output = capsys.readouterr().out
+
+    assert status == 0
+    assert output.splitlines()[0].split()[:4] == ["device", "state", "since", "counter"]
+    row = output.splitlines()[1].split()
+    assert row[0] == "bay-2"
+    assert row[1] == "vacant"
+    assert "faults" in row
+    assert "fw-9" in row
+
+
+def test_status_missing_db_names_fix(tmp_path, capsys):
+    status = main(["status", "--db", str(tmp_path / "none.db")])
+    assert status == 1
+    assert "gateway database not found" in capsys.readouterr().err
