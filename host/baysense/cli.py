@@ -21,6 +21,8 @@ COMMANDS = {
     "gateway": "gateway.cli:gateway_command",
     "status": "gateway.cli:status_command",
     "demo": "demo:demo_command",
+    "rom": "rom.cli:rom_command",
+    "flash": "flash:flash_command",
     "zerotier": "zerotier.cli:zerotier_group",
 }
 

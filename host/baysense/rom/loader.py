@@ -24,6 +24,13 @@ READ_ACK_TIMEOUT_S = 10.0  # how long the stub waits for the host to acknowledge
 SECURITY_INFO = struct.Struct("<IBBBBBBBBII")  # flags, crypt count, 7 key purposes, chip id, api
 
 
+# Bootloader.state values
+LOADER = "in the serial loader"
+RUNNING_APP = "running its application"
+IN_RESET = "held in reset"
+NO_VALID_IMAGE = "looping on an invalid image"
+
+
 class _FlashWrite:
     """An open FLASH_BEGIN or FLASH_DEFL_BEGIN: where the next bytes go and how many are due."""
 
@@ -50,7 +57,7 @@ class Bootloader:
     def reset(self):
         """Reset into the ROM loader, as EN with IO0 held low does."""
         self.stub = False
-        self.running_app = False
+        self.state = LOADER
         self.registers.line_baud = self.pacing_baud or ROM_BAUD
         self.baud = self.pacing_baud
         self._write = None
@@ -60,8 +67,8 @@ class Bootloader:
     # --- dispatch ---
 
     def handle(self, packet, session):
-        if self.running_app:
-            log.debug("ignored %d bytes: the chip runs its application", len(packet))
+        if self.state != LOADER:
+            log.debug("ignored a %d-byte frame: the chip is %s", len(packet), self.state)
             return
         if len(packet) < p.HEADER.size:
             log.warning("dropped a %d-byte frame, shorter than a request header", len(packet))
@@ -235,7 +242,7 @@ class Bootloader:
         self._write = None
         session.send(p.response(self._command, stub=self.stub))
         if not stay_in_loader:
-            self._start_app("FLASH_END asked to run the application")
+            self.start_app("FLASH_END asked to run the application")
 
     def _flash_md5(self, data, check, session):
         address, size, _, _ = _unpack("<IIII", data)
@@ -326,14 +333,23 @@ class Bootloader:
         session.send(self.flash.md5(offset, length))
 
     def _run_user_code(self, data, check, session):
-        self._start_app("RUN_USER_CODE")
+        self.start_app("RUN_USER_CODE")
 
-    def _start_app(self, reason):
+    def start_app(self, reason):
+        """Leave the loader for the application in flash; `on_app_start(reason)` runs it."""
         log.info("leaving the bootloader: %s", reason)
-        self.running_app = True
+        self.state = RUNNING_APP
         self.stub = False
         if self.on_app_start is not None:
             self.on_app_start(reason)
+
+    def hold_in_reset(self):
+        self.state = IN_RESET
+        self.stub = False
+
+    def halt_on_invalid_image(self):
+        # The ROM prints its complaint and resets again; it reads no commands meanwhile.
+        self.state = NO_VALID_IMAGE
 
 
 def _unpack(layout, data):

@@ -14,6 +14,7 @@ from . import slip
 from .chips import chip_by_name, virtual_mac
 from .flashfile import FlashFile
 from .loader import Bootloader
+from .rfc2217 import Rfc2217Link
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,16 @@ class Session:
         self._incoming.baud = baud
 
     def send(self, payload):
-        frame = slip.encode(payload)
-        self._outgoing.wait(len(frame))
-        self.link.send(frame)
+        self.send_raw(slip.encode(payload))
+
+    def send_raw(self, data):
+        """Send bytes unframed, as the ROM's boot messages go out."""
+        self._outgoing.wait(len(data))
+        self.link.send(data)
+
+    def discard_input(self):
+        self._frames.clear()
+        self._decoder = slip.Decoder()
 
     def read_frame(self, timeout=None):
         """Return the next frame, or None when the link closes, the server stops or `timeout` passes."""
@@ -107,10 +115,14 @@ class SocketLink:
     def send(self, data):
         self.connection.sendall(data)
 
+    def close(self):
+        pass
+
 
 def run_session(board, link, stop_event):
     """Serve one connection until it closes or `stop_event` is set."""
     session = Session(link, board.baud, stop_event)
+    link.session = session
     while True:
         frame = session.read_frame()
         if frame is None:
@@ -146,19 +158,23 @@ def serve(
     stop_event=None,
     mac=None,
     on_app_start=None,
+    rfc2217=False,
 ):
     """Serve the bootloader on `host`:`port` until `stop_event` is set (forever if None).
 
     `on_ready(url)` is called with "socket://HOST:PORT" once the port listens. `baud` paces
     both directions to that UART rate until esptool changes it; None serves at full speed.
     `flash_size` creates a missing flash file of that many bytes (erased to 0xFF).
+    `on_app_start(reason)` is called when the chip leaves the loader for its application.
+    With `rfc2217` the URL is "rfc2217://HOST:PORT" and DTR/RTS drive EN and IO0 as on a
+    DevKit; a new connection then resets nothing.
     """
     stop_event = stop_event or threading.Event()
     board = open_board(flash_path, chip, flash_size, baud, mac, on_app_start)
     listener = socket.create_server((host, port))
     listener.settimeout(POLL_INTERVAL_S)
     bound_host, bound_port = listener.getsockname()[:2]
-    url = "socket://%s:%d" % (bound_host, bound_port)
+    url = "%s://%s:%d" % ("rfc2217" if rfc2217 else "socket", bound_host, bound_port)
     log.info("bootloader of a virtual %s listening on %s", board.chip.display_name, url)
     if on_ready is not None:
         on_ready(url)
@@ -169,11 +185,19 @@ def serve(
                 connection, peer = listener.accept()
             except socket.timeout:
                 continue
-            log.info("host connected from %s:%d; chip reset into download mode", *peer[:2])
-            board.reset()
             with connection:
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                run_session(board, SocketLink(connection), stop_event)
+                if rfc2217:
+                    log.info("host connected from %s:%d over RFC 2217", *peer[:2])
+                    link = Rfc2217Link(connection, board, flash_path)
+                else:
+                    log.info("host connected from %s:%d; chip reset into download mode", *peer[:2])
+                    board.reset()
+                    link = SocketLink(connection)
+                try:
+                    run_session(board, link, stop_event)
+                finally:
+                    link.close()
             log.info("host disconnected")
     finally:
         listener.close()
