@@ -30,10 +30,11 @@ from .errors import (
     ZeroTierRateLimitError,
     ZeroTierServerError,
 )
+from .tokens import check_header_safe
 
 log = logging.getLogger(__name__)
 
-# Per request; the local service answers in milliseconds and Central well under a second.
+# Per request. The local service is on loopback, so a request that takes this long has failed.
 REQUEST_TIMEOUT_S = 10.0
 # One try and three retries ride out a restart of zerotier-one or a short Central outage
 # without holding a provisioning run for more than about 4 s of backoff.
@@ -108,7 +109,7 @@ def is_loopback(hostname):
 
 
 def parse_retry_after(value, now=None):
-    """Return the wait in seconds that a Retry-After header asks for, or None if unusable.
+    """Return the wait in seconds that a Retry-After header requests, or None if unusable.
 
     The header is either a number of seconds or an HTTP date (RFC 9110, section 10.2.3).
     """
@@ -136,9 +137,9 @@ class ApiClient:
     """Sends JSON requests to one ZeroTier API and returns the decoded JSON responses.
 
     `auth_header` names the header that carries the token, and `auth_format` builds its
-    value (for Central, "token %s"). Requests that return 429 or 5xx are retried up to
-    MAX_ATTEMPTS times in all; every ZeroTier request this package sends is idempotent,
-    so a retried POST is safe. `sleep` exists so tests can record waits instead of waiting.
+    value (for Central, "token %s"). A request that returns 429 or 5xx is sent up to
+    MAX_ATTEMPTS times in all. Every request this package sends is idempotent, so a
+    retried POST is safe. `sleep` exists so tests can record waits instead of waiting.
     """
 
     def __init__(
@@ -154,6 +155,8 @@ class ApiClient:
         sleep=time.sleep,
     ):
         self.scheme, self.host, self.port, self.prefix = parse_base_url(base_url, https_required)
+        # http.client's own check would quote the whole header value, token included.
+        check_header_safe(token.reveal(), "API token for %s" % target.name)
         self.base_url = base_url.rstrip("/")
         self.target = target
         self._token = token
@@ -228,7 +231,7 @@ class ApiClient:
             return response.status, response.headers, data
         except TimeoutError:
             raise ZeroTierConnectionError(
-                "%s did not respond to %s %s within %.0f s" % (self.described, method, path, self.timeout_s),
+                "%s did not respond to %s %s within %g s" % (self.described, method, path, self.timeout_s),
                 self.target.unreachable_hint,
             ) from None
         except ConnectionRefusedError:
@@ -237,7 +240,8 @@ class ApiClient:
                 self.target.unreachable_hint,
             ) from None
         except (OSError, http.client.HTTPException) as error:
-            # Neither kind of exception carries request headers, so the token cannot leak here.
+            # These messages describe the socket or the response line, not the request
+            # headers, and the token is masked in them all the same.
             raise ZeroTierConnectionError(
                 "request %s %s to %s failed (%s: %s)"
                 % (method, path, self.described, type(error).__name__, self._token.redact(str(error))),

@@ -8,9 +8,10 @@ zerotier-one does. `FakeCentral` serves Central's network and member endpoints u
 Their behaviour follows ZeroTier's API documentation and ZeroTier One's controller source:
 - a missing or wrong token gives 401, a network in `forbidden_networks` 403, and an
   unknown network or member 404;
-- the controller coerces a member value of the wrong type as OSUtils::jsonBool and
-  jsonString do (a string starting with t, T or 1 is true, any other string false; a
-  number becomes its decimal string) and keeps no `description`;
+- the controller converts a member value of the wrong type as ZeroTier One's
+  OSUtils::jsonBool and jsonString do. A string starting with t, T or 1 becomes true and
+  any other string false, and a number becomes its decimal string. It keeps no
+  `description`;
 - Central ignores a member value of the wrong type and keeps the old one;
 - both create a member on POST when its network exists.
 NOTE: Central's handling of a POST for a member that never joined is assumed, not checked.
@@ -39,6 +40,9 @@ CENTRAL_MEMBER_PATH = re.compile(r"/api/v1/network/([^/]+)/member/([^/]+)")
 HEX16 = re.compile(r"[0-9a-f]{16}")
 
 DEFAULT_NODE_ID = "1a2b3c4d5e"
+# How often the server loop checks for shutdown; the default 0.5 s would add that much to
+# every test that stops a fake.
+SHUTDOWN_POLL_INTERVAL_S = 0.02
 FAKE_VERSION = "1.14.2"
 
 
@@ -77,7 +81,10 @@ class FakeHttpApi:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=type(self).__name__, daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_INTERVAL_S},
+            name=type(self).__name__,
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -98,7 +105,7 @@ class FakeHttpApi:
         return "http://127.0.0.1:%d%s" % (self.port, self.base_path)
 
     def fail_next(self, status, times=1, retry_after=None, body=None):
-        """Answer the next `times` requests with `status` (and a Retry-After header if given)."""
+        """Respond to the next `times` requests with `status` (and a Retry-After header if given)."""
         with self._lock:
             for _ in range(times):
                 self._failures.append((status, retry_after, body))
@@ -155,7 +162,7 @@ class FakeZeroTierOne(FakeHttpApi):
         self.controller_networks = {}
 
     def join_network(self, network_id, status="OK", addresses=("10.147.17.5/24",), name=""):
-        """Put a joined network into the given state, as if its controller had answered."""
+        """Put a joined network into the given state, as if its controller had configured it so."""
         with self._lock:
             network = self.networks.get(network_id) or new_local_network(network_id)
             network.update(status=status, assignedAddresses=list(addresses), name=name)

@@ -18,7 +18,7 @@ HOSTNAME_PATTERN = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-
 
 FORMS = "give HOST:PORT (e.g. 0.0.0.0:5683 or [::1]:5683) or zt:NETWORK_ID:PORT"
 
-# What each not-OK status of a joined network means for the listener, and what to do.
+# Message and hint for each status of a joined network other than OK.
 STATUS_PROBLEMS = {
     zt_service.STATUS_ACCESS_DENIED: (
         "this host (node %(node)s) is not authorized on ZeroTier network %(network)s",
@@ -153,7 +153,7 @@ def zerotier_address(service, network_id):
             "enable IPv4 auto-assign on the network, or assign an address to member %s in its controller" % node,
         )
 
-    # IPv4 first, so a network that assigns both kinds gives the same choice on every start;
-    # the sort is stable, so the service's order decides within one kind.
+    # IPv4 first, so a network that assigns both kinds gives the same choice on every start.
+    # The sort is stable, so the service's order decides within one kind.
     addresses.sort(key=lambda address: address.version)
     return str(addresses[0])

@@ -252,7 +252,7 @@ def check_text(field_name, value):
 
 
 def explain_not_found(client, network_path, network_id, member_id, error):
-    """Return a not-found error that says whether the network or the member is missing."""
+    """Return a not-found error that names what is missing: the network or the member."""
     try:
         client.get(network_path)
     except ZeroTierNotFoundError:

@@ -62,7 +62,10 @@ class NodeStatus:
 
 @dataclass(frozen=True)
 class JoinedNetwork:
-    """One network as this node sees it; `assigned_addresses` are like "10.147.17.5/24"."""
+    """One joined network as the local service reports it.
+
+    `assigned_addresses` contains addresses with prefix length, like "10.147.17.5/24".
+    """
 
     id: str
     name: str

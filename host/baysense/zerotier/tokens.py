@@ -32,7 +32,7 @@ ENV_CENTRAL_TOKEN = "ZEROTIER_CENTRAL_TOKEN"
 SYSTEM_TOKEN_FILE = Path("/var/lib/zerotier-one/authtoken.secret")
 USER_TOKEN_FILE_NAME = ".zeroTierOneAuthToken"
 
-# Real tokens are 24 (service) or 32 (Central) characters; anything near this size is a wrong file.
+# Tokens are a few dozen characters, so a file larger than this is the wrong file.
 MAX_TOKEN_BYTES = 4096
 
 MASK = "***"
