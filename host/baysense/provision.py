@@ -1,0 +1,126 @@
+"""`baysense provision`: give a board its identity, key and gateway, and tell the gateway.
+
+The key is 32 bytes from the OS's secure random source (secrets.token_bytes). It is stored in
+the registry, which the gateway reads, and in the board's /config.json; it is never printed,
+logged or passed on a command line. The board's config is written atomically and read back
+to verify it.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from . import boards
+from .device import Device
+from .errors import ConfigError, DeviceError
+from .ports import port_option, resolve_port
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+CONFIG_PATH = "/config.json"
+KEY_SIZE = 32
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+ENV_WIFI_PASSWORD = "BAYSENSE_WIFI_PASSWORD"
+
+
+def check_device_id(device_id):
+    if not DEVICE_ID.match(device_id or ""):
+        raise ConfigError(
+            "invalid device id %r" % device_id,
+            "use 1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return device_id
+
+
+def check_gateway(address):
+    host, separator, port = (address or "").rpartition(":")
+    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("invalid gateway address %r" % address, "use HOST:PORT, for example 192.168.1.10:5683")
+    return address
+
+
+def node_config(device_id, key, gateway, board, wifi=None, heartbeat_s=60):
+    return {
+        "device_id": device_id,
+        "key": key.hex(),
+        "gateway": gateway,
+        "wifi": wifi or {},
+        "board": board,
+        "heartbeat_s": heartbeat_s,
+    }
+
+
+def provision(device, registry, device_id, gateway, board, wifi=None, rotate_key=False, heartbeat_s=60):
+    """Provision one connected board; return "created", "unchanged", "updated" or "rotated"."""
+    check_device_id(device_id)
+    check_gateway(gateway)
+
+    existing = registry.device(device_id)
+    if existing is None or rotate_key:
+        key = secrets.token_bytes(KEY_SIZE)
+    else:
+        key = bytes(existing["key"])
+    config = json.dumps(node_config(device_id, key, gateway, board, wifi, heartbeat_s), sort_keys=True).encode()
+
+    current = device.sha256(CONFIG_PATH)
+    if existing is not None and not rotate_key and current == hashlib.sha256(config).hexdigest():
+        return "unchanged"
+
+    # The registry first: once the board restarts with the new key, the gateway must know it.
+    registry.put_device(device_id, key, board=board["name"], gateway=gateway)
+    device.write_file(CONFIG_PATH, config)
+    if device.sha256(CONFIG_PATH) != hashlib.sha256(config).hexdigest():
+        raise DeviceError(
+            "config.json read back from the board differs from what was written (%s)" % device.port,
+            "check the board's filesystem (is it full?) and provision again",
+        )
+    log.info("provisioned %s on %s (key version %s)", device_id, device.port, "new" if existing is None else "kept/rotated")
+    if existing is None:
+        return "created"
+    return "rotated" if rotate_key else "updated"
+
+
+def read_wifi_password(password_file):
+    """The Wi-Fi password from a file, the environment, or a prompt: never from argv."""
+    if password_file:
+        return Path(password_file).read_text().strip()
+    if os.environ.get(ENV_WIFI_PASSWORD) is not None:
+        return os.environ[ENV_WIFI_PASSWORD]
+    if sys.stdin.isatty():
+        return click.prompt("Wi-Fi password", hide_input=True, default="", show_default=False)
+    raise ConfigError(
+        "no Wi-Fi password given",
+        "pass --wifi-password-file FILE or set %s (never on the command line)" % ENV_WIFI_PASSWORD,
+    )
+
+
+@click.command("provision")
+@port_option
+@click.option("--device-id", required=True, help="The device's id: 1 to 32 letters, digits, '.', '_' or '-'.")
+@click.option("--gateway", required=True, help="HOST:PORT of the gateway's UDP socket.")
+@click.option("--board", "board_name", default="virtual", show_default=True, help="Board definition (boards/NAME.json).")
+@click.option("--registry", "registry_path", type=click.Path(dir_okay=False, path_type=Path), help="Registry database. Default: $BAYSENSE_REGISTRY or ~/.local/share/baysense/registry.db.")
+@click.option("--wifi-ssid", help="Wi-Fi network name for the node (omit on the virtual board).")
+@click.option("--wifi-password-file", type=click.Path(exists=True, dir_okay=False), help="File holding the Wi-Fi password. Else $BAYSENSE_WIFI_PASSWORD, else a prompt.")
+@click.option("--rotate-key", is_flag=True, help="Give the device a new key; the gateway learns it from the registry.")
+@click.option("--heartbeat", "heartbeat_s", type=click.IntRange(5, 86400), default=60, show_default=True, help="Seconds between heartbeats.")
+@click.option("--reset/--no-reset", default=True, show_default=True, help="Soft-reset the board afterwards so it starts with the new config.")
+def provision_command(port, device_id, gateway, board_name, registry_path, wifi_ssid, wifi_password_file, rotate_key, heartbeat_s, reset):
+    """Give a board its device id, a fresh key and the gateway address."""
+    board = boards.load(board_name)
+    wifi = {}
+    if wifi_ssid:
+        wifi = {"ssid": wifi_ssid, "password": read_wifi_password(wifi_password_file)}
+    with Registry(registry_path) as registry, Device(resolve_port(port)) as device:
+        outcome = provision(device, registry, device_id, gateway, board, wifi, rotate_key, heartbeat_s)
+        click.echo("%s: %s" % (device_id, outcome))
+        if reset and outcome != "unchanged":
+            device.soft_reset(run_main=True)
