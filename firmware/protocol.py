@@ -194,7 +194,7 @@ def state_body(state, reason, detected_ms, value):
 def parse_state(body):
     """Return (state, reason, detected_ms, value)."""
     if len(body) != STATE_BODY_SIZE:
-        raise FrameError("state body must be %d bytes, got %d" % (STATE_BODY_SIZE, len(body)))
+        raise FrameError("state body must be %d bytes, got %d" % (STATE_BODY_SIZE, len(body)), REASON_BAD_LENGTH)
     state, reason, detected_ms, value = struct.unpack(_STATE_BODY, body)
     if state > STATE_FAULT:
         raise FrameError("unknown state %d" % state)
@@ -234,11 +234,11 @@ def heartbeat_body(uptime_s, reset_cause, free_heap, rssi_dbm, outbox_depth, fau
 def parse_heartbeat(body):
     """Return a dict of the heartbeat's health fields."""
     if len(body) < HEARTBEAT_FIXED_SIZE:
-        raise FrameError("heartbeat body too short: %d bytes" % len(body))
+        raise FrameError("heartbeat body too short: %d bytes" % len(body), REASON_BAD_LENGTH)
     fields = struct.unpack_from(_HEARTBEAT_FIXED, body, 0)
     fw_len = fields[6]
-    if HEARTBEAT_FIXED_SIZE + fw_len != len(body):
-        raise FrameError("heartbeat firmware version length %d does not match the body" % fw_len)
+    if fw_len > MAX_FIRMWARE_VERSION or HEARTBEAT_FIXED_SIZE + fw_len != len(body):
+        raise FrameError("heartbeat firmware version length %d does not match the body" % fw_len, REASON_BAD_LENGTH)
     try:
         version = body[HEARTBEAT_FIXED_SIZE:].decode()
     except UnicodeError:
@@ -260,5 +260,5 @@ def ack_body(status):
 
 def parse_ack(body):
     if len(body) != 1:
-        raise FrameError("ack body must be 1 byte, got %d" % len(body))
+        raise FrameError("ack body must be 1 byte, got %d" % len(body), REASON_BAD_LENGTH)
     return body[0]

@@ -29,6 +29,7 @@ class SimNode:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(bind)
         self.acked = []  # counters acknowledged by the gateway, in order
+        self.sends = 0  # datagrams sent, resends included
 
     def close(self):
         self.sock.close()
@@ -53,6 +54,7 @@ class SimNode:
 
     def send(self, frame):
         self.sock.sendto(frame, self.gateway)
+        self.sends += 1
 
     def wait_ack(self, counter, timeout):
         """Return True when a valid ack for `counter` arrives within `timeout` seconds."""

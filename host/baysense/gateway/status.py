@@ -32,6 +32,11 @@ def read_status(db_path, now):
     return {"bays": bays, "rejected": rejected, "tallies": others, "generated": now}
 
 
+def _printable(text):
+    # The firmware version comes from the node: keep control characters off the terminal.
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
 def _age(seconds):
     if seconds is None:
         return "-"
@@ -62,7 +67,7 @@ def format_status(status):
                 "-" if bay["free_heap"] is None else str(bay["free_heap"]),
                 "-" if bay["outbox_depth"] is None else str(bay["outbox_depth"]),
                 "-" if bay["fault_flags"] is None else "0x%04x" % bay["fault_flags"],
-                bay["firmware"] or "-",
+                _printable(bay["firmware"] or "-"),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
