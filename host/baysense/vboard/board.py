@@ -48,6 +48,9 @@ WDT_CHECK_S = 0.2
 
 RAW_REPL_MARKER = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_MARKER = b'Type "help()" for more information.'
+# What the REPLs print when they wait for input: friendly prompt, continuation, paste mode, and
+# the raw REPL's prompt after entering it or after a block ran.
+PROMPTS = (b">>> ", b"... ", b"=== ", b"\r\n>", b"\x04>")
 
 CTRL_C = 0x03
 
@@ -78,6 +81,7 @@ class VirtualBoard:
         self._stopping = False
         self._held_input = bytearray()
         self._entering_raw = False
+        self._busy = True
         self._pending_output = bytearray()
         self._last_output_byte = b""
         self._tail = b""
@@ -188,6 +192,7 @@ class VirtualBoard:
         os.close(slave)
         self._child_master = master
         self.mode = "friendly"
+        self._busy = True  # boot.py and main.py run before the first prompt
         log.debug("interpreter started, pid %d, run_main=%s", self._child.pid, run_main)
 
     def _kill_child(self):
@@ -199,19 +204,6 @@ class VirtualBoard:
             os.close(self._child_master)
             self._child_master = None
         self._child = None
-
-    def _child_reads_stdin(self):
-        """True while the interpreter waits in read() on its stdin (a REPL prompt)."""
-        child = self._child
-        if child is None:
-            return False
-        try:
-            with open("/proc/%d/syscall" % child.pid) as f:
-                fields = f.read().split()
-        except OSError:
-            return False
-        # read(2) is syscall 0 on x86-64 and 63 on arm64; its first argument is the fd.
-        return len(fields) > 1 and fields[0] in ("0", "63") and int(fields[1], 16) == 0
 
     def _restart(self):
         """Handle the interpreter's exit the way the chip would."""
@@ -232,7 +224,9 @@ class VirtualBoard:
             kind = "poweron"
         elif requested in RESET_CAUSES:
             kind = requested
-        elif returncode == 0:
+        elif returncode in (0, -signal.SIGINT):
+            # 0: Ctrl-D or SystemExit. SIGINT: a Ctrl-C that reached a prompt, where the port
+            # has no handler; the REPL state is lost either way, as after a soft reset.
             kind = "soft"
         else:
             log.warning("interpreter ended with status %s; rebooting as after a panic", returncode)
@@ -326,13 +320,15 @@ class VirtualBoard:
     def _to_child(self, data):
         # An ESP32 turns Ctrl-C into KeyboardInterrupt while code runs; the unix port only does
         # so on SIGINT, so send one unless the interpreter sits at a prompt reading its input.
-        if CTRL_C in data and not self._child_reads_stdin():
+        if CTRL_C in data and self._busy:
             data = data.replace(b"\x03", b"")
             try:
                 self._child.send_signal(signal.SIGINT)
             except ProcessLookupError:
                 pass
         if data and self._child_master is not None:
+            if b"\r" in data or b"\n" in data or b"\x04" in data:
+                self._busy = True  # a line or a raw REPL block may start running now
             os.write(self._child_master, data)
 
     def _from_child(self, data):
@@ -346,6 +342,7 @@ class VirtualBoard:
             self.mode = "raw"
             rest = self._tail[at:]
             self._tail = b""
+            self._busy = not rest.endswith(PROMPTS)
             self._pending_output += rest
             if self._held_input:
                 held = bytes(self._held_input)
@@ -354,6 +351,8 @@ class VirtualBoard:
             return
 
         window = self._tail + data
+        if window.endswith(PROMPTS):
+            self._busy = False
         if RAW_REPL_MARKER.rstrip() in window:
             self.mode = "raw"
         elif FRIENDLY_MARKER in window:
