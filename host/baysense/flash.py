@@ -127,15 +127,22 @@ def translate_error(error, port):
             "add yourself to the group that owns serial ports (%s): `sudo usermod -aG dialout $USER`, "
             "then log out and in again" % LINUX_SERIAL_GROUPS,
         )
-    if re.search(r"Errno 16|Errno 11|busy|exclusively lock", text, re.IGNORECASE):
+    if re.search(r"Connection refused|Errno 111", text):
+        return FlashError(
+            "nothing listens on %s" % port,
+            "start the virtual board (`baysense rom` or `baysense vboard --bootloader`) first",
+        )
+    if re.search(r"Errno 2\b|No such file|FileNotFoundError", text):
+        return FlashError(
+            "port not found (%s)" % port, "check the cable and the port name: `ls /dev/ttyUSB* /dev/ttyACM*`"
+        )
+    # esptool's own wording "the port is busy or doesn't exist" covers every open failure,
+    # so only the operating system's errors count here.
+    if re.search(r"Errno 16|Errno 11|Device or resource busy|exclusively lock|Access is denied", text):
         return FlashError(
             "port busy (%s)" % port,
             "close the program that has it open (a serial monitor, mpremote, another baysense), then retry",
         )
-    if re.search(r"Errno 2\b|No such file|FileNotFoundError", text):
-        return FlashError("port not found (%s)" % port, "check the cable and the port name; `ls /dev/ttyUSB* /dev/ttyACM*`")
-    if re.search(r"Connection refused|Errno 111", text):
-        return FlashError("nothing listens on %s" % port, "start the virtual board (`baysense rom` or `baysense vboard --bootloader`) first")
     wrong_chip = re.search(r"This chip is (\S+), not (\S+)\.", text)
     if wrong_chip:
         return FlashError(
