@@ -21,6 +21,7 @@ COMMANDS = {
     "gateway": "gateway.cli:gateway_command",
     "status": "gateway.cli:status_command",
     "demo": "demo:demo_command",
+    "replay": "replay:replay_command",
     "rom": "rom.cli:rom_command",
     "flash": "flash:flash_command",
     "zerotier": "zerotier.cli:zerotier_group",

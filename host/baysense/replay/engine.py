@@ -1,0 +1,150 @@
+"""Run traces through firmware/detector.py: on the MicroPython interpreter, or in-process.
+
+The MicroPython engine starts the interpreter once per replay and streams every trace through
+it (mpy_runner.py describes the line protocol), because starting it per sample or per file
+would dominate the run time of a 400-file data set.
+"""
+
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DeviceError
+from ..paths import FIRMWARE_DIR, micropython_command
+
+log = logging.getLogger(__name__)
+
+RUNNER = Path(__file__).resolve().parent / "mpy_runner.py"
+# The interpreter is given a heap like an ESP32's free heap, so a detector that needs more
+# RAM than a node has fails here too.
+HEAP_SIZE = "110K"
+# Time allowed for the interpreter to start and answer the first trace (includes imports).
+START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Event:
+    """One state change the detector would report."""
+
+    time_ms: int
+    state: int
+    reason: int
+    value: int
+
+
+@dataclass
+class Run:
+    """What one trace produced: its events and, on MicroPython, the measured cost."""
+
+    events: list
+    samples: int = 0
+    update_us: int = 0
+    allocated_bytes: int = 0
+    detector_bytes: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class MicroPythonEngine:
+    """The firmware detector on the MicroPython unix port, one interpreter for many traces."""
+
+    name = "micropython"
+
+    def __init__(self, firmware_dir=FIRMWARE_DIR):
+        environment = dict(os.environ, MICROPYPATH=str(firmware_dir))
+        argv = micropython_command() + ["-X", "heapsize=" + HEAP_SIZE, str(RUNNER)]
+        log.debug("starting %s", " ".join(argv))
+        self._process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environment,
+            text=True,
+            bufsize=1 << 16,
+        )
+
+    def run(self, trace, settings):
+        lines = ["S " + json.dumps(settings, separators=(",", ":"))]
+        lines.extend("%d %d" % sample for sample in zip(trace.times_ms, trace.values))
+        lines.append("E")
+        try:
+            self._process.stdin.write("\n".join(lines) + "\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            self._fail(trace)
+        events = []
+        while True:
+            line = self._process.stdout.readline()
+            if not line:
+                self._fail(trace)
+            parts = line.split()
+            if parts[0] == "C":
+                events.append(Event(*map(int, parts[1:5])))
+            elif parts[0] == "D":
+                samples, spent_us, allocated, held = map(int, parts[1:5])
+                return Run(events, samples, spent_us, allocated, held)
+            else:
+                log.debug("interpreter printed: %s", line.rstrip())
+
+    def _fail(self, trace):
+        self._process.kill()
+        error_text = self._process.stderr.read().strip()
+        raise DeviceError(
+            "the detector failed on MicroPython while replaying %s: %s" % (trace.name, error_text or "no output"),
+            "run with -vv, or replay the file with --engine cpython to compare",
+        )
+
+    def close(self):
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout=START_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process.stdout.close()
+        self._process.stderr.close()
+
+
+class CPythonEngine:
+    """The same firmware/detector.py loaded into this process, for quick checks and tuning."""
+
+    name = "cpython"
+
+    def __init__(self, firmware_dir=FIRMWARE_DIR):
+        spec = importlib.util.spec_from_file_location("baysense_firmware_detector", Path(firmware_dir) / "detector.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        self.module = module
+
+    def run(self, trace, settings):
+        detector = self.module.Detector(settings)
+        events = []
+        started = time.perf_counter()
+        for now, value in zip(trace.times_ms, trace.values):
+            if detector.update(value, now):
+                events.append(Event(now, detector.state, detector.reason, detector.value))
+        spent_us = int((time.perf_counter() - started) * 1e6)
+        return Run(events, len(trace.values), spent_us)
+
+    def close(self):
+        pass
+
+
+ENGINES = {"micropython": MicroPythonEngine, "cpython": CPythonEngine}
+
+
+def open_engine(name):
+    if name not in ENGINES:
+        raise ValueError("unknown engine %r" % name)
+    return ENGINES[name]()
+
+
+def python_version():
+    return "%d.%d" % sys.version_info[:2]

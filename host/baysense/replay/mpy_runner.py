@@ -1,0 +1,78 @@
+# Streams recorded samples through firmware/detector.py on the MicroPython interpreter.
+#
+# Runs on MicroPython only (it is never imported on the host). The host starts it once per
+# replay with MICROPYPATH set to the firmware folder and writes one command per line:
+#   S <settings JSON>     start a new detector (a new trace)
+#   <time_ms> <value>     one sample
+#   F <time_ms> <reason>  one sensor fault
+#   E                     end of trace
+# It prints one line per state change, "C <time_ms> <state> <reason> <value>", and after E one
+# line "D <samples> <ticks_us in update> <bytes allocated in update> <detector bytes>".
+
+import gc
+import json
+import sys
+import time
+
+from detector import Detector
+
+
+def measure_detector_bytes(settings):
+    gc.collect()
+    before = gc.mem_alloc()
+    detector = Detector(settings)
+    gc.collect()
+    return detector, gc.mem_alloc() - before
+
+
+def run():
+    readline = sys.stdin.readline
+    write = sys.stdout.write
+    detector = None
+    held = 0
+    samples = 0
+    spent_us = 0
+    allocated = 0
+    while True:
+        line = readline()
+        if not line:
+            break
+        head = line[0]
+        if head == "S":
+            detector = None
+            detector, held = measure_detector_bytes(json.loads(line[2:]))
+            samples = 0
+            spent_us = 0
+            allocated = 0
+            gc.collect()
+            continue
+        if head == "E":
+            write("D %d %d %d %d\n" % (samples, spent_us, allocated, held))
+            continue
+        if head == "F":
+            parts = line[2:].split()
+            now = int(parts[0])
+            changed = detector.fault(int(parts[1]), now)
+        else:
+            parts = line.split()
+            now = int(parts[0])
+            value = int(parts[1])
+            # Automatic collection would free memory between the two readings and hide
+            # allocation, so it is off around the call and run here instead.
+            if gc.mem_free() < 16384:
+                gc.collect()
+            gc.disable()
+            before_bytes = gc.mem_alloc()
+            started = time.ticks_us()
+            changed = detector.update(value, now)
+            spent = time.ticks_diff(time.ticks_us(), started)
+            after_bytes = gc.mem_alloc()
+            gc.enable()
+            samples += 1
+            spent_us += spent
+            allocated += after_bytes - before_bytes
+        if changed:
+            write("C %d %d %d %d\n" % (now, detector.state, detector.reason, detector.value))
+
+
+run()
