@@ -17,6 +17,7 @@ from .errors import BaysenseError
 COMMANDS = {
     "vboard": "vboard.cli:vboard",
     "deploy": "deploy:deploy_command",
+    "ports": "ports:ports_command",
     "provision": "provision:provision_command",
     "gateway": "gateway.cli:gateway_command",
     "status": "gateway.cli:status_command",

@@ -1,20 +1,121 @@
-"""Serial port selection shared by every command that takes --port."""
+"""Serial ports: finding ESP32 boards on USB and resolving every command's --port.
 
+A --port value is a device path or pyserial URL (socket://, rfc2217://), `auto` (the one
+port whose USB bridge an ESP32 board uses), or `id:SERIAL` (the port whose USB serial number
+is SERIAL, which stays the same when the board moves to another hub socket).
+"""
+
+import json
+import logging
 import os
 
 import click
+import serial.tools.list_ports
 
 from .errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 ENV_PORT = "BAYSENSE_PORT"
+AUTO = "auto"
+ID_PREFIX = "id:"
+
+# (USB vendor id, product id) -> the USB-serial bridge it is, for the bridges ESP32 boards carry.
+# A product id of None matches every product of the vendor.
+ESP32_BRIDGES = {
+    (0x10C4, 0xEA60): "cp210x",
+    (0x1A86, 0x7523): "ch340",
+    (0x1A86, 0x55D4): "ch9102",
+    (0x0403, 0x6001): "ftdi",
+    (0x0403, 0x6010): "ftdi",
+    (0x0403, 0x6014): "ftdi",
+    (0x0403, 0x6015): "ftdi",
+    # Espressif's own vendor id: the USB-Serial-JTAG of the S3, C3 and C6 (0x1001) and the
+    # USB-OTG console of the S2 and S3 (other product ids).
+    (0x303A, None): "espressif-native",
+}
+
+
+def bridge_of(vid, pid):
+    """Return the name of the ESP32 USB bridge with this vendor and product id, or None."""
+    if vid is None:
+        return None
+    return ESP32_BRIDGES.get((vid, pid)) or ESP32_BRIDGES.get((vid, None))
+
+
+def list_ports():
+    """Return every serial port as a dict, ESP32 bridges marked in "bridge", sorted by device."""
+    ports = []
+    for info in serial.tools.list_ports.comports():
+        ports.append(
+            {
+                "device": info.device,
+                "vid_pid": "%04x:%04x" % (info.vid, info.pid) if info.vid is not None else None,
+                "serial_number": info.serial_number,
+                "location": info.location,
+                "description": info.description,
+                "manufacturer": info.manufacturer,
+                "bridge": bridge_of(info.vid, info.pid),
+            }
+        )
+    return sorted(ports, key=lambda port: port["device"])
+
+
+def _describe(ports):
+    if not ports:
+        return "none"
+    return "; ".join(
+        "%s (%s, serial %s)" % (port["device"], port["vid_pid"] or "no USB id", port["serial_number"] or "none")
+        for port in ports
+    )
+
+
+def _resolve_auto():
+    ports = list_ports()
+    candidates = [port for port in ports if port["bridge"]]
+    if len(candidates) == 1:
+        log.info("--port auto: %s (%s)", candidates[0]["device"], candidates[0]["bridge"])
+        return candidates[0]["device"]
+    if not candidates:
+        raise ConfigError(
+            "--port auto found no port with an ESP32 USB bridge (serial ports: %s)" % _describe(ports),
+            "plug the board in (a charge-only cable shows no port), or pass --port PATH",
+        )
+    raise ConfigError(
+        "--port auto found %d ESP32 boards: %s" % (len(candidates), _describe(candidates)),
+        "choose one with --port PATH or --port id:SERIAL",
+    )
+
+
+def _resolve_serial_number(serial_number):
+    if not serial_number:
+        raise ConfigError("empty USB serial number in --port id:", "use --port id:SERIAL (see `baysense ports`)")
+    ports = list_ports()
+    matches = [port for port in ports if port["serial_number"] == serial_number]
+    if len(matches) == 1:
+        return matches[0]["device"]
+    if not matches:
+        raise ConfigError(
+            "no serial port with USB serial number %r (serial ports: %s)" % (serial_number, _describe(ports)),
+            "check the number with `baysense ports`; is the board plugged in?",
+        )
+    # A dual-channel bridge (FTDI 0403:6010) shows one serial number on two ports.
+    raise ConfigError(
+        "%d serial ports have USB serial number %r: %s" % (len(matches), serial_number, _describe(matches)),
+        "pass the device path with --port PATH",
+    )
 
 
 def resolve_port(spec):
-    """Turn a --port value into something pyserial opens."""
+    """Turn a --port value (or $BAYSENSE_PORT when it is empty) into something pyserial opens."""
     if not spec:
         spec = os.environ.get(ENV_PORT)
     if not spec:
-        raise ConfigError("no port given", "pass --port PORT or set %s" % ENV_PORT)
+        raise ConfigError("no port given", "pass --port PORT (or auto, or id:SERIAL) or set %s" % ENV_PORT)
+    if spec == AUTO:
+        return _resolve_auto()
+    if spec.startswith(ID_PREFIX):
+        return _resolve_serial_number(spec[len(ID_PREFIX) :])
     return spec
 
 
@@ -22,6 +123,35 @@ port_option = click.option(
     "--port",
     "-p",
     envvar=ENV_PORT,
-    help="Serial port of the board: a device path, socket://HOST:PORT or rfc2217://HOST:PORT. "
-    "Default: $%s." % ENV_PORT,
+    help="Serial port of the board: a device path, socket://HOST:PORT, rfc2217://HOST:PORT, "
+    "`auto` (the only ESP32 board plugged in) or id:SERIAL (by USB serial number, see "
+    "`baysense ports`). Default: $%s." % ENV_PORT,
 )
+
+
+@click.command("ports")
+@click.option("--json", "as_json", is_flag=True, help="Print the ports as a JSON list.")
+def ports_command(as_json):
+    """List serial ports, marking the USB bridges ESP32 boards use."""
+    ports = list_ports()
+    if as_json:
+        click.echo(json.dumps(ports, indent=2))
+        return
+    if not ports:
+        click.echo("no serial ports found")
+        return
+    rows = [("PORT", "VID:PID", "SERIAL", "LOCATION", "ESP32 BRIDGE", "DESCRIPTION")]
+    for port in ports:
+        rows.append(
+            (
+                port["device"],
+                port["vid_pid"] or "-",
+                port["serial_number"] or "-",
+                port["location"] or "-",
+                port["bridge"] or "-",
+                port["description"] or "-",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
