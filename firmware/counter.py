@@ -1,51 +1,83 @@
 # The frame counter: strictly increasing for the device's whole life, across reboots and
 # power cuts, without a flash write for every frame.
 #
-# The file holds the first value not yet reserved. At boot the node reserves a block of
-# BLOCK values by writing start + BLOCK, then hands out values from the block; when the block
-# runs out it reserves the next. A reset skips at most the unused rest of a block, and the
-# gateway accepts any counter above the last one it stored, so a skip is harmless. The new
-# bound is written to a temporary file and renamed over the old one (rename is atomic on
-# LittleFS and POSIX), so a power cut leaves either the old bound or the new one.
+# The file holds the first value not yet reserved, in decimal. At boot the node reserves a
+# block of BLOCK values by writing start + BLOCK, then hands out values from the block; when
+# the block runs out it reserves the next one. So flash is written once per BLOCK frames (and
+# once per boot), and a reset skips at most the unused rest of a block. The gateway accepts
+# any counter above the last one it stored, so a skip is harmless.
+#
+# The new bound is written to a temporary file and renamed over the old one (rename is atomic
+# on LittleFS and POSIX), so a power cut leaves either the old bound or the new one, never a
+# mix. A value is handed out only after the write that reserves it returned.
 
 import os
 
 from micropython import const
 
 BLOCK = const(64)
-MAX_COUNTER = const(0xFFFFFFFF)
+MAX_COUNTER = 0xFFFFFFFF  # the frame's counter field is u32
+FIRST = const(1)
 
 
 class CounterExhausted(Exception):
     pass
 
 
+def _read_number(path):
+    # Return the decimal number in the file, None when it is missing, -1 when it is unreadable.
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return -1
+
+
 class Counter:
-    def __init__(self, path="/counter.dat"):
+    """Hands out frame counters; `floor` is a value the node knows was never used yet.
+
+    The node passes one above the highest counter in its outbox, so a counter file lost to a
+    flash fault cannot make the counter go back below a frame still waiting to be sent.
+    """
+
+    def __init__(self, path="/counter.dat", floor=FIRST, block=BLOCK):
         self._path = path
-        self._next = self._read_bound()
-        self._limit = self._next
+        self._temporary = path + ".tmp"
+        self._block = block
+        self.reservations = 0  # flash writes of the bound since boot
+        # True when the counter file existed but could not be read: the counter then continues
+        # from `floor`, which is only as good as what the outbox still holds.
+        self.recovered = False
+
+        bound = _read_number(path)
+        if bound is not None and bound < 0:
+            self.recovered = True
+            bound = None
+        # A temporary file left by a power cut after its write but before the rename holds a
+        # bound that may already have been handed out from, so it counts too.
+        pending = _read_number(self._temporary)
+        start = max(FIRST, floor, bound or 0, pending or 0)
+
+        self._next = start
+        self._limit = start
         self._reserve()
 
-    def _read_bound(self):
-        try:
-            with open(self._path) as f:
-                return int(f.read().strip())
-        except (OSError, ValueError):
-            # No file yet (first boot) or one cut off before its first rename finished.
-            return 1
-
     def _reserve(self):
-        limit = self._limit + BLOCK
-        if limit > MAX_COUNTER:
+        limit = self._next + self._block
+        if limit > MAX_COUNTER + 1:
             raise CounterExhausted("frame counter exhausted: provision a new device id")
-        temporary = self._path + ".tmp"
-        with open(temporary, "w") as f:
+        with open(self._temporary, "w") as f:
             f.write(str(limit))
-        os.rename(temporary, self._path)
+        os.rename(self._temporary, self._path)
         self._limit = limit
+        self.reservations += 1
 
     def next(self):
+        """Return the next counter value, reserving a new block on flash when needed."""
         if self._next >= self._limit:
             self._reserve()
         value = self._next
@@ -54,5 +86,10 @@ class Counter:
 
     @property
     def value(self):
-        """The next value next() returns."""
+        """The value the next call of next() returns."""
         return self._next
+
+    @property
+    def limit(self):
+        """The bound on flash: the first value not reserved."""
+        return self._limit

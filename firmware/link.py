@@ -1,22 +1,30 @@
-# The node's uplink: Wi-Fi station and the UDP socket to the gateway.
+# The node's uplink: the Wi-Fi station and the UDP socket to the gateway.
 #
 # Failures never raise out of here: the main loop keeps sensing while the link is down, and
 # the outbox keeps every change until the link is back.
 
+import random
 import socket
 from time import ticks_add, ticks_diff, ticks_ms
 
 import network
 import protocol
 
-# Wi-Fi reconnect back-off, in ms: doubled after each failed attempt up to the maximum.
+# Wi-Fi reconnect back-off, in ms: doubled after each failed attempt up to the maximum, plus up
+# to a quarter of random jitter, so a site's nodes do not all retry an access point together.
 WIFI_RETRY_MIN_MS = 1000
 WIFI_RETRY_MAX_MS = 60000
-ACK_BUFFER = 128
+ACK_BUFFER = 128  # bytes; an ack frame is at most 9 + 32 + 1 + 32 = 74
+_EAGAIN = 11  # errno of a non-blocking recv with nothing waiting (EWOULDBLOCK is the same)
+
+
+def with_jitter(delay_ms):
+    """Return delay_ms plus a random 0 to 25 %."""
+    return delay_ms + (random.getrandbits(16) * (delay_ms // 4) >> 16)
 
 
 class Uplink:
-    def __init__(self, device_id, key, gateway, wifi):
+    def __init__(self, device_id, key, gateway, wifi, retry_min_ms=WIFI_RETRY_MIN_MS, retry_max_ms=WIFI_RETRY_MAX_MS):
         self._device_id = device_id
         self._key = key
         host, port = gateway.rsplit(":", 1)
@@ -25,18 +33,37 @@ class Uplink:
         self._address = None
         self._socket = None
         self._wifi = wifi
+        self._retry_min_ms = retry_min_ms
+        self._retry_max_ms = retry_max_ms
         self._wlan = network.WLAN(network.STA_IF)
         self._wlan.active(True)
-        self._wifi_retry_ms = WIFI_RETRY_MIN_MS
+        self._wifi_retry_ms = retry_min_ms
         self._wifi_next = ticks_ms()
-        self.send_errors = 0
-        self.reconnects = 0
+        self.connected = False
+        self.send_errors = 0  # since boot
+        self.receive_errors = 0  # since boot, EAGAIN not counted
+        self.reconnects = 0  # Wi-Fi connect attempts since boot
+        self.outages = 0  # times the link went down since boot
+
+    def set_key(self, key):
+        self._key = key
 
     def up(self):
-        """Return True when the Wi-Fi link is up; start a (backed-off) reconnect when it is not."""
+        """Return True when the Wi-Fi link is up; start a backed-off reconnect when it is not."""
         if self._wlan.isconnected():
-            self._wifi_retry_ms = WIFI_RETRY_MIN_MS
+            if not self.connected:
+                self.connected = True
+                self._wifi_retry_ms = self._retry_min_ms
+                print("link: Wi-Fi up")
             return True
+
+        if self.connected:
+            self.connected = False
+            self.outages += 1
+            # The old socket may be bound to an interface address that is gone.
+            self._close()
+            print("link: Wi-Fi down")
+
         now = ticks_ms()
         if ticks_diff(now, self._wifi_next) >= 0:
             self.reconnects += 1
@@ -44,8 +71,8 @@ class Uplink:
                 self._wlan.connect(self._wifi.get("ssid", ""), self._wifi.get("password", ""))
             except OSError as error:
                 print("link: Wi-Fi connect failed:", error)
-            self._wifi_next = ticks_add(now, self._wifi_retry_ms)
-            self._wifi_retry_ms = min(self._wifi_retry_ms * 2, WIFI_RETRY_MAX_MS)
+            self._wifi_next = ticks_add(now, with_jitter(self._wifi_retry_ms))
+            self._wifi_retry_ms = min(self._wifi_retry_ms * 2, self._retry_max_ms)
         return False
 
     def rssi(self):
@@ -76,10 +103,11 @@ class Uplink:
                 self._open()
             self._socket.sendto(frame, self._address)
             return True
-        except OSError:
+        except OSError as error:
             # A new socket next time: after some errors (a lost route, a reset interface) an
             # ESP32 socket stays unusable.
             self.send_errors += 1
+            print("link: send failed:", error)
             self._close()
             return False
 
@@ -89,8 +117,12 @@ class Uplink:
             return -1
         try:
             datagram = self._socket.recv(ACK_BUFFER)
-        except OSError:
-            return -1  # EAGAIN: nothing waiting
+        except OSError as error:
+            if error.args and error.args[0] != _EAGAIN:
+                self.receive_errors += 1
+                print("link: receive failed:", error)
+                self._close()
+            return -1
         try:
             frame = protocol.decode(datagram)
         except ValueError:

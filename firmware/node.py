@@ -1,13 +1,12 @@
 # The node's main loop: sense, decide, store, send, and keep the watchdog fed.
 #
 # One loop, no threads: each pass takes a sample when one is due, and services the uplink
-# (resend the outbox head when its retry is due, read acknowledgements, send a heartbeat).
+# (read acknowledgements, resend the outbox head when its retry is due, send a heartbeat).
 # Every state change goes to the outbox on flash before it is sent and leaves it only when
 # the gateway acknowledges it, so changes reach the gateway in order, once, through outages
-# and reboots.
+# and reboots. docs/node.md describes the outbox, the counter and the timings.
 
 import gc
-import random
 import time
 from time import ticks_add, ticks_diff, ticks_ms
 
@@ -16,57 +15,133 @@ import config
 import protocol
 from counter import Counter
 from detector import Detector
-from link import Uplink
+from link import WIFI_RETRY_MAX_MS, WIFI_RETRY_MIN_MS, Uplink, with_jitter
 from outbox import Outbox
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 # Resend back-off for the outbox head, in ms: doubled after each unanswered send up to the
 # maximum, each delay with up to a quarter of random jitter so that a site's nodes coming back
-# from one outage do not resend in lockstep.
+# from one outage do not resend in lockstep. The back-off starts again from the minimum when an
+# ack arrives and when the Wi-Fi link comes back.
 RETRY_MIN_MS = 250
 RETRY_MAX_MS = 30000
 HEARTBEAT_S = 60
+# The main loop must feed the watchdog within this long (ms). A sample takes at most a few
+# hundred ms and nothing in the loop blocks on the network, so 30 s is only ever missed by a
+# hung loop.
 WATCHDOG_MS = 30000
-LOOP_SLEEP_MS = 5
+LOOP_SLEEP_MS = 5  # idle time per pass, so the loop does not spin the CPU
 
-# Heartbeat fault flags.
-FAULT_FLAG_SENSOR = 0x01
-FAULT_FLAG_OUTBOX_DROPPED = 0x02
-FAULT_FLAG_LINK_ERRORS = 0x04
+# Optional keys of config.json's "timing" object, with their defaults. Tests and simulations
+# scale them down; a deployed node keeps the defaults.
+TIMING_DEFAULTS = {
+    "retry_min_ms": RETRY_MIN_MS,
+    "retry_max_ms": RETRY_MAX_MS,
+    "wifi_retry_min_ms": WIFI_RETRY_MIN_MS,
+    "wifi_retry_max_ms": WIFI_RETRY_MAX_MS,
+    "watchdog_ms": WATCHDOG_MS,
+    "heartbeat_ms": HEARTBEAT_S * 1000,
+}
+
+# Heartbeat fault flags, a bit each.
+FAULT_FLAG_SENSOR = 0x01  # the detector reports a sensor fault
+FAULT_FLAG_OUTBOX_DROPPED = 0x02  # the outbox was full and dropped frames since boot
+FAULT_FLAG_LINK_ERRORS = 0x04  # socket errors since the previous heartbeat
+FAULT_FLAG_OUTBOX_DAMAGED = 0x08  # damaged or cut-off outbox records were dropped at boot
+FAULT_FLAG_COUNTER_RECOVERED = 0x10  # the counter file was unreadable at boot
 
 
 def _log(*parts):
     print("[%d]" % ticks_ms(), *parts)
 
 
+def timing(settings):
+    """Return the node's timings: TIMING_DEFAULTS overridden by config.json's "timing"."""
+    values = dict(TIMING_DEFAULTS)
+    # Top-level heartbeat_s (written by `baysense provision`) and watchdog_ms count unless
+    # "timing" sets the same value.
+    if "heartbeat_s" in settings:
+        values["heartbeat_ms"] = int(settings["heartbeat_s"]) * 1000
+    if "watchdog_ms" in settings:
+        values["watchdog_ms"] = int(settings["watchdog_ms"])
+    given = settings.get("timing") or {}
+    for name in given:
+        if name not in values:
+            _log("node: ignoring unknown timing setting", name)
+            continue
+        values[name] = int(given[name])
+    return values
+
+
+def resign(outbox, key, device_id):
+    """Re-sign outbox frames whose tag does not verify under `key`; return how many changed.
+
+    After a key rotation the outbox still holds frames signed with the old key, which the
+    gateway no longer accepts. Each keeps its type, counter and body and gets a new tag.
+    Frames of another device id (the board was given a new identity) are dropped: the new
+    identity's gateway record does not own their history.
+    """
+    frames = []
+    changed = 0
+    for frame in outbox.frames:
+        parsed = protocol.decode(frame)
+        if parsed.device_id != device_id:
+            _log("outbox: dropped frame", parsed.counter, "of former device id", parsed.device_id)
+            changed += 1
+            continue
+        if parsed.verify(key):
+            frames.append(frame)
+            continue
+        frames.append(protocol.encode(key, parsed.type, device_id, parsed.counter, parsed.body))
+        changed += 1
+    if changed:
+        outbox.replace(frames)
+    return changed
+
+
 class Node:
     def __init__(self, settings):
         self.device_id = settings["device_id"]
         self._key = settings["key"]
+        self.timing = timing(settings)
         board_def = settings["board"]
         sensor_settings = board_def["sensor"]
         detector_settings = dict(board_def["detector"])
         detector_settings["kind"] = sensor_settings["kind"]
 
+        # Flash state first: the outbox tells the counter which values are already used.
+        self.outbox = Outbox()
+        resigned = resign(self.outbox, self._key, self.device_id)
+        if resigned:
+            _log("outbox: re-signed or dropped", resigned, "frame(s) for the current key and id")
+        self.counter = Counter(floor=self.outbox.last_counter() + 1)
+
         self.sensor = board.make_sensor(sensor_settings)
         self.detector = Detector(detector_settings)
-        self.counter = Counter()
-        self.outbox = Outbox()
-        self.uplink = Uplink(self.device_id, self._key, settings["gateway"], settings.get("wifi", {}))
+        self.uplink = Uplink(
+            self.device_id,
+            self._key,
+            settings["gateway"],
+            settings.get("wifi", {}),
+            self.timing["wifi_retry_min_ms"],
+            self.timing["wifi_retry_max_ms"],
+        )
         self._sample_ms = sensor_settings.get("sample_period_ms", 250)
-        self._heartbeat_ms = settings.get("heartbeat_s", HEARTBEAT_S) * 1000
-        self._watchdog = board.watchdog(settings.get("watchdog_ms", WATCHDOG_MS))
+        self._heartbeat_ms = self.timing["heartbeat_ms"]
+        self._retry_min_ms = self.timing["retry_min_ms"]
+        self._retry_max_ms = self.timing["retry_max_ms"]
+        self._watchdog = board.watchdog(self.timing["watchdog_ms"])
         self._reset_cause = board.reset_cause()
         self._started = ticks_ms()
 
         now = ticks_ms()
         self._next_sample = now
         self._next_heartbeat = now
-        self._retry_ms = RETRY_MIN_MS
+        self._retry_ms = self._retry_min_ms
         self._next_send = now
-        self._in_flight = -1
-        self.sent = 0
+        self._link_errors_reported = 0
+        self.sent = 0  # outbox frames sent, retransmissions included
         self.acked = 0
 
     # -- sensing
@@ -83,23 +158,31 @@ class Node:
     def _report_state(self, now):
         detector = self.detector
         body = protocol.state_body(detector.state, detector.reason, now, detector.value)
-        frame = protocol.encode(self._key, protocol.FRAME_STATE, self.device_id, self.counter.next(), body)
+        counter = self.counter.next()
+        frame = protocol.encode(self._key, protocol.FRAME_STATE, self.device_id, counter, body)
         self.outbox.append(frame)
-        _log("bay:", protocol.STATE_NAMES[detector.state], "reason", detector.reason, "value", detector.value)
-        self._next_send = now
+        _log("bay:", protocol.STATE_NAMES[detector.state], "reason", detector.reason, "value", detector.value, "counter", counter)
+        # A new head goes out at once; a new frame behind an unanswered head waits its turn.
+        if len(self.outbox) == 1:
+            self._retry_ms = self._retry_min_ms
+            self._next_send = now
 
     # -- the uplink
 
     def service_link(self, now):
+        was_up = self.uplink.connected
         if not self.uplink.up():
             return
+        if not was_up:
+            # The link is back: whatever was backed off during the outage goes out now.
+            self._retry_ms = self._retry_min_ms
+            self._next_send = now
 
         acked = self.uplink.receive_ack()
         while acked >= 0:
             if self.outbox.ack(acked):
                 self.acked += 1
-                self._retry_ms = RETRY_MIN_MS
-                self._in_flight = -1
+                self._retry_ms = self._retry_min_ms
                 self._next_send = now
             acked = self.uplink.receive_ack()
 
@@ -108,25 +191,38 @@ class Node:
             if ticks_diff(now, self._next_send) >= 0:
                 if self.uplink.send(frame):
                     self.sent += 1
-                jitter = random.getrandbits(16) * (self._retry_ms // 4) >> 16
-                self._next_send = ticks_add(now, self._retry_ms + jitter)
-                self._retry_ms = min(self._retry_ms * 2, RETRY_MAX_MS)
+                self._next_send = ticks_add(now, with_jitter(self._retry_ms))
+                self._retry_ms = min(self._retry_ms * 2, self._retry_max_ms)
             return
 
         # Heartbeats go only while the outbox is empty: frames must reach the gateway in
-        # counter order, and a heartbeat's counter is taken when it is sent.
+        # counter order, and a heartbeat's counter is taken when it is sent. A lost heartbeat
+        # is not resent, because the next one carries newer health.
         if ticks_diff(now, self._next_heartbeat) >= 0:
             self._next_heartbeat = ticks_add(now, self._heartbeat_ms)
             self.uplink.send(self._heartbeat())
 
-    def _heartbeat(self):
+    def fault_flags(self):
         flags = 0
         if self.detector.state == protocol.STATE_FAULT:
             flags |= FAULT_FLAG_SENSOR
         if self.outbox.dropped:
             flags |= FAULT_FLAG_OUTBOX_DROPPED
-        if self.uplink.send_errors:
+        link_errors = self.uplink.send_errors + self.uplink.receive_errors
+        if link_errors != self._link_errors_reported:
             flags |= FAULT_FLAG_LINK_ERRORS
+        if self.outbox.damaged:
+            flags |= FAULT_FLAG_OUTBOX_DAMAGED
+        if self.counter.recovered:
+            flags |= FAULT_FLAG_COUNTER_RECOVERED
+        return flags
+
+    def _heartbeat(self):
+        flags = self.fault_flags()
+        self._link_errors_reported = self.uplink.send_errors + self.uplink.receive_errors
+        # Collect first, so free_heap is what the firmware can still allocate, not what
+        # garbage happens to be waiting.
+        gc.collect()
         body = protocol.heartbeat_body(
             ticks_diff(ticks_ms(), self._started) // 1000,
             self._reset_cause,
@@ -140,17 +236,32 @@ class Node:
 
     # -- the loop
 
+    def step(self):
+        """Run one pass of the main loop."""
+        now = ticks_ms()
+        if ticks_diff(now, self._next_sample) >= 0:
+            self._next_sample = ticks_add(self._next_sample, self._sample_ms)
+            if ticks_diff(now, self._next_sample) > 0:
+                self._next_sample = ticks_add(now, self._sample_ms)  # fell behind: skip
+            self.sample(now)
+        self.service_link(now)
+        self._watchdog.feed()
+
     def run(self):
-        _log("node", self.device_id, "firmware", VERSION, "reset cause", self._reset_cause, "outbox", len(self.outbox))
+        _log(
+            "node",
+            self.device_id,
+            "firmware",
+            VERSION,
+            "reset cause",
+            self._reset_cause,
+            "outbox",
+            len(self.outbox),
+            "counter",
+            self.counter.value,
+        )
         while True:
-            now = ticks_ms()
-            if ticks_diff(now, self._next_sample) >= 0:
-                self._next_sample = ticks_add(self._next_sample, self._sample_ms)
-                if ticks_diff(now, self._next_sample) > 0:
-                    self._next_sample = ticks_add(now, self._sample_ms)  # fell behind: skip
-                self.sample(now)
-            self.service_link(now)
-            self._watchdog.feed()
+            self.step()
             time.sleep_ms(LOOP_SLEEP_MS)
 
 
