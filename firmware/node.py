@@ -14,7 +14,7 @@ import board
 import config
 import protocol
 from counter import Counter
-from detector import Detector
+from detector import PHASE_CALIBRATING, Detector
 from link import WIFI_RETRY_MAX_MS, WIFI_RETRY_MIN_MS, Uplink, with_jitter
 from outbox import Outbox
 
@@ -72,6 +72,18 @@ def timing(settings):
             continue
         values[name] = int(given[name])
     return values
+
+
+def settle_ms(detector):
+    """Return how long after boot the detector's state means something (ms).
+
+    The longest of its decision delays and its fault delay: by then a car present at boot is
+    decided, and a sensor broken at boot is reported as a fault instead of "vacant".
+    """
+    delays = [detector.on_delay_ms, detector.fault_after_ms]
+    for name in ("off_delay_ms", "exit_min_ms"):
+        delays.append(getattr(detector, name, 0))
+    return max(delays)
 
 
 def resign(outbox, key, device_id):
@@ -137,6 +149,12 @@ class Node:
 
         now = ticks_ms()
         self._next_sample = now
+        # The detector starts out "vacant" without having seen anything, and reports only
+        # changes. So once it has had time to decide, its state is reported even when it did
+        # not change: a car that left during a power cut would otherwise stay "occupied" at
+        # the gateway.
+        self._boot_report_at = ticks_add(now, settle_ms(self.detector) + self._sample_ms)
+        self._boot_report_due = True
         self._next_heartbeat = now
         self._retry_ms = self._retry_min_ms
         self._next_send = now
@@ -154,8 +172,13 @@ class Node:
             changed = self.detector.update(value, now)
         if changed:
             self._report_state(now)
+        elif self._boot_report_due and ticks_diff(now, self._boot_report_at) >= 0:
+            if self.detector.phase != PHASE_CALIBRATING:
+                _log("bay: first decision since boot")
+                self._report_state(now)
 
     def _report_state(self, now):
+        self._boot_report_due = False
         detector = self.detector
         body = protocol.state_body(detector.state, detector.reason, now, detector.value)
         counter = self.counter.next()
