@@ -171,8 +171,8 @@ def test_flash_permission_denied_on_device(tmp_path):
 
 
 def test_flash_port_busy(tmp_path):
-    # A pseudo-terminal stands in for /dev/ttyUSB0; another program holds it with an exclusive
-    # lock, as esptool, mpremote and serial monitors take.
+    # A pseudo-terminal plays /dev/ttyUSB0. Another program has it open with an exclusive lock,
+    # as esptool, mpremote and serial monitors take.
     import pty
 
     import serial

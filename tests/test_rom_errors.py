@@ -1,4 +1,4 @@
-"""The virtual ROM's answers to bad input: esptool's usual errors within bounded time."""
+"""The virtual ROM's responses to bad input: esptool's usual errors within bounded time."""
 
 import socket
 import struct
@@ -16,7 +16,7 @@ from baysense.rom.server import BackgroundServer
 
 FLASH_SIZE = 1024 * 1024
 ESPTOOL_TIMEOUT_S = 60
-# esptool waits 3 s (its DEFAULT_TIMEOUT) for an answer; a dropped frame must fail by then.
+# esptool waits 3 s (its DEFAULT_TIMEOUT) for a response, so a dropped frame fails by then.
 ANSWER_BOUND_S = 10
 
 

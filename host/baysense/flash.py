@@ -118,44 +118,59 @@ def connect(port, chip, attempts):
         raise translate_error(error, port) from error
 
 
+# Errors on opening or syncing with a port, as esptool and pyserial word them, in the order
+# they are tried: (pattern, what failed, how to fix it). esptool's own wording "the port is busy
+# or doesn't exist" covers every open failure, so only the operating system's errors count.
+PORT_ERRORS = [
+    (
+        r"Errno 13|Permission denied",
+        "permission denied opening %s",
+        "add yourself to the group that owns serial ports (%s): `sudo usermod -aG dialout $USER` "
+        "(uucp on Arch), then log out and in again" % LINUX_SERIAL_GROUPS,
+    ),
+    (
+        r"Connection refused|Errno 111",
+        "nothing listens on %s",
+        "start the virtual board (`baysense rom` or `baysense vboard --bootloader`) first",
+    ),
+    (
+        r"Errno 2\b|No such file|FileNotFoundError",
+        "port not found (%s)",
+        "check the cable and the port name: `ls /dev/ttyUSB* /dev/ttyACM*`",
+    ),
+    (
+        r"Errno 16|Errno 11|Device or resource busy|exclusively lock|Access is denied",
+        "port busy (%s)",
+        "close the program that has it open (a serial monitor, mpremote, another baysense), then retry",
+    ),
+    (
+        r"Failed to connect|No serial data received|Timed out waiting for packet",
+        "no response from the bootloader on %s",
+        "hold BOOT while pressing EN to enter download mode, then retry",
+    ),
+]
+
+
 def translate_error(error, port):
-    """Return a FlashError that says what failed on `port` and how to fix it."""
+    """Return a FlashError naming what failed on `port` and how to fix it."""
     text = str(error)
-    if re.search(r"Errno 13|Permission denied", text):
-        return FlashError(
-            "permission denied opening %s" % port,
-            "add yourself to the group that owns serial ports (%s): `sudo usermod -aG dialout $USER`, "
-            "then log out and in again" % LINUX_SERIAL_GROUPS,
-        )
-    if re.search(r"Connection refused|Errno 111", text):
-        return FlashError(
-            "nothing listens on %s" % port,
-            "start the virtual board (`baysense rom` or `baysense vboard --bootloader`) first",
-        )
-    if re.search(r"Errno 2\b|No such file|FileNotFoundError", text):
-        return FlashError(
-            "port not found (%s)" % port, "check the cable and the port name: `ls /dev/ttyUSB* /dev/ttyACM*`"
-        )
-    # esptool's own wording "the port is busy or doesn't exist" covers every open failure,
-    # so only the operating system's errors count here.
-    if re.search(r"Errno 16|Errno 11|Device or resource busy|exclusively lock|Access is denied", text):
-        return FlashError(
-            "port busy (%s)" % port,
-            "close the program that has it open (a serial monitor, mpremote, another baysense), then retry",
-        )
+
     wrong_chip = re.search(r"This chip is (\S+), not (\S+)\.", text)
     if wrong_chip:
         return FlashError(
             "wrong chip: the board on %s is %s, not %s" % (port, wrong_chip.group(1), wrong_chip.group(2)),
             "pass --chip auto or the board's chip",
         )
-    if re.search(r"Failed to connect|No serial data received|Timed out waiting for packet", text):
-        return FlashError(
-            "no response from the bootloader on %s" % port,
-            "hold BOOT while pressing EN to enter download mode, then retry",
-        )
-    return FlashError("flashing failed on %s: %s" % (port, text.strip().splitlines()[0] if text.strip() else type(error).__name__),
-                      "retry; if it fails again, run with -v and check the cable and power supply")
+
+    for pattern, failure, fix in PORT_ERRORS:
+        if re.search(pattern, text):
+            return FlashError(failure % port, fix)
+
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return FlashError(
+        "flashing failed on %s: %s" % (port, first_line),
+        "retry; if it fails again, run with -v and check the cable and power supply",
+    )
 
 
 def _run_stub(esp):

@@ -1,9 +1,9 @@
 """ESP application images: parse and check one before it goes to a board.
 
-Layout (Espressif's app image format, as the ROM and esptool read it): a 8-byte header (magic
-0xE9, segment count, SPI flash mode, flash size and frequency, entry point), a 16-byte extended
-header (chip id as u16 at byte 12, "hash appended" flag at byte 23), then each segment as load
-address, length and data. The data is followed by padding up to a 16-byte boundary whose last
+The layout is Espressif's app image format, as the ROM and esptool read it. An 8-byte header
+has magic 0xE9, segment count, SPI flash mode, flash size and frequency, and entry point. A
+16-byte extended header has the chip id as u16 at byte 12 and a "hash appended" flag at byte
+23. Each segment follows as load address, length and data. The data is followed by padding up to a 16-byte boundary whose last
 byte is a checksum (0xEF XORed with every segment byte), and a SHA-256 of the whole image when
 the flag is set.
 """
@@ -25,8 +25,8 @@ SHA256_BYTES = 32
 
 # Image chip ids from the extended header, as esptool 5.6's targets define them.
 CHIP_IDS = {0: "esp32", 5: "esp32c3", 9: "esp32s3"}
-# Where each chip's ROM looks for the first image (the second-stage bootloader, or the start of
-# a merged MicroPython firmware.bin).
+# Flash offset of the first image each chip's ROM boots (the second-stage bootloader, or the
+# start of a merged MicroPython firmware.bin).
 IMAGE_OFFSETS = {"esp32": 0x1000, "esp32s3": 0x0, "esp32c3": 0x0}
 FLASH_SIZE_CODES = {0: 1 << 20, 1: 2 << 20, 2: 4 << 20, 3: 8 << 20, 4: 16 << 20}
 
@@ -37,7 +37,7 @@ class ImageError(BaysenseError):
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What the headers of an app image say."""
+    """Fields read from an app image's headers."""
 
     chip_id: int
     chip: str  # "esp32", "esp32s3", "esp32c3" or "unknown (id N)"

@@ -1,4 +1,4 @@
-"""What a chip does on reset: find a valid image in flash, or print the ROM's complaint.
+"""Reset behaviour of the chip: a valid image in flash starts, otherwise the ROM complains.
 
 `probe_image()` lets the virtual board decide whether to boot MicroPython. `rom_boot_log()`
 returns the text a real chip's ROM prints on UART0 at 115200 baud when it enters download
@@ -21,7 +21,7 @@ BOOT_REASONS = ("poweron", "software", "watchdog")
 
 
 def probe_image(flash_path, chip):
-    """Return True if the flash file holds a valid app image for `chip` at its boot offset."""
+    """Return True if the flash file contains a valid app image for `chip` at its boot offset."""
     chip_record = chip_by_name(chip) if isinstance(chip, str) else chip
     with open(flash_path, "rb") as handle:
         handle.seek(chip_record.image_offset)

@@ -28,7 +28,7 @@ class Chip:
     image_chip_id: int  # the chip id field of the app image's extended header
     magic_value: int  # value at CHIP_DETECT_MAGIC_REG
     image_offset: int  # where the ROM's second stage (or MicroPython's image) starts
-    has_security_info: bool  # ROM answers GET_SECURITY_INFO (ESP32-S2 and later)
+    has_security_info: bool  # ROM implements GET_SECURITY_INFO (ESP32-S2 and later)
     begin_has_encrypt_word: bool  # FLASH_BEGIN carries a fifth word (not on the ESP32 ROM)
     spi_base: int
     spi_usr: int
@@ -147,14 +147,6 @@ def chip_by_name(name):
         ) from None
 
 
-def chip_by_image_id(image_chip_id):
-    """Return the Chip whose app images carry `image_chip_id`, or None."""
-    for chip in CHIPS.values():
-        if chip.image_chip_id == image_chip_id:
-            return chip
-    return None
-
-
 def virtual_mac(seed):
     """Return a stable 6-byte MAC for a virtual board, derived from `seed` (its flash path)."""
     digest = hashlib.sha256(str(seed).encode()).digest()
@@ -175,8 +167,8 @@ def efuse_words(chip, mac):
 def mac_crc8(mac):
     """Return the ESP32 eFuse MAC CRC: CRC-8, reflected polynomial 0x8C, initial value 0.
 
-    NOTE: computed over the bytes in eFuse order (lowest address first), as espefuse does;
-    esptool never checks it, and the order is not confirmed against a real chip.
+    NOTE: the CRC runs over the bytes in eFuse order (lowest address first). esptool never
+    checks it, and that byte order is not confirmed against a real chip.
     """
     crc = 0
     for byte in reversed(mac):

@@ -56,7 +56,7 @@ class FlashFile:
 
     @property
     def jedec_id(self):
-        """The 24-bit RDID answer as the SPI controller returns it (first byte lowest)."""
+        """The 24-bit RDID response as the SPI controller returns it (first byte lowest)."""
         capacity = self.size.bit_length() - 1
         return JEDEC_MANUFACTURER | (JEDEC_MEMORY_TYPE << 8) | (capacity << 16)
 

@@ -1,6 +1,6 @@
 """The bootloader's command handlers: the ROM loader, and esptool's flasher stub once uploaded.
 
-A Bootloader holds the chip's state across connections (flash, registers, whether the stub
+A Bootloader keeps the chip's state across connections (flash, registers, whether the stub
 runs, the UART baud rate). `handle()` takes one request packet and sends the responses through
 the session, which also gives READ_FLASH the host's acknowledgements.
 """
@@ -18,8 +18,7 @@ log = logging.getLogger(__name__)
 ROM_BAUD = 115200  # the ROM loader's UART rate after reset (it auto-bauds on SYNC)
 ROM_SYNC_VALUE = 0x20120707  # non-zero SYNC value: esptool takes 0 to mean "stub running"
 STUB_GREETING = b"OHAI"
-ROM_READ_BLOCK_BYTES = 64  # READ_FLASH_SLOW answers at most this much, padded to this size
-ROM_MD5_HEX = True  # the ROM sends MD5 as 32 ASCII hex digits, the stub as 16 raw bytes
+ROM_READ_BLOCK_BYTES = 64  # READ_FLASH_SLOW returns at most this much, padded to this size
 READ_ACK_TIMEOUT_S = 10.0  # how long the stub waits for the host to acknowledge READ_FLASH data
 SECURITY_INFO = struct.Struct("<IBBBBBBBBII")  # flags, crypt count, 7 key purposes, chip id, api
 
@@ -172,7 +171,7 @@ class Bootloader:
         new_baud, _old_baud = _unpack("<II", data)
         if new_baud <= 0:
             raise p.CommandError(p.ROM_INVALID_MESSAGE, p.STUB_BAD_DATA_LENGTH, "baud rate 0")
-        # The chip answers at the old rate, then switches.
+        # The chip sends its response at the old rate, then switches.
         session.send(p.response(p.CHANGE_BAUDRATE, stub=self.stub))
         self.registers.line_baud = new_baud
         if self.pacing_baud is not None:
@@ -250,6 +249,7 @@ class Bootloader:
             digest = self.flash.md5(address, size)
         except FlashRangeError as error:
             raise p.CommandError(p.ROM_FLASH_READ_ERROR, p.STUB_FAILED_SPI_OP, str(error)) from None
+        # The ROM sends the digest as 32 ASCII hex digits, the stub as 16 raw bytes.
         return 0, (digest if self.stub else digest.hex().encode())
 
     # --- RAM downloads (how esptool starts its stub) ---
@@ -274,8 +274,8 @@ class Bootloader:
         if no_entry:
             return
         # NOTE: the uploaded code is not executed. Any program started this way is taken to be
-        # esptool's flasher stub, which is what esptool uploads; `esptool load-ram` of another
-        # program therefore behaves as if the stub had started.
+        # esptool's flasher stub, because that is what esptool uploads. So `esptool load-ram`
+        # of another program behaves as if the stub had started.
         log.info("RAM program started at 0x%08x: serving as esptool's flasher stub", entry)
         self.stub = True
         self._ram = None

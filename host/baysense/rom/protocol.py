@@ -38,7 +38,7 @@ RUN_USER_CODE = 0xD3
 
 # The SYNC request's fixed payload; the ROM uses the 0x55 bytes to measure the baud rate.
 SYNC_PAYLOAD = b"\x07\x07\x12\x20" + b"\x55" * 32
-# The ROM answers one SYNC with eight responses; esptool reads all eight.
+# The ROM sends eight responses to one SYNC, and esptool reads all eight.
 SYNC_RESPONSES = 8
 
 # Initial value of the XOR checksum over the data of *_DATA commands.

@@ -2,7 +2,7 @@
 
 esptool reads the flash's JEDEC id and status through the SPI0 controller's "user command"
 registers: it writes the opcode into USR2, sets the USR bit in CMD, polls CMD until the bit
-clears and reads the answer from W0. This module runs such a command at once.
+clears and reads the result from W0. This module runs such a command at once.
 """
 
 import logging
@@ -47,14 +47,14 @@ class Registers:
         base = self.chip.spi_base
         opcode = self._values.get(base + self.chip.spi_usr2, 0) & SPI_OPCODE_MASK
         if opcode == SPIFLASH_RDID:
-            answer = self.flash.jedec_id
+            result = self.flash.jedec_id
         elif opcode in SPIFLASH_RDSR:
-            answer = 0  # no write in progress, no block protection, quad mode off
+            result = 0  # no write in progress, no block protection, quad mode off
         elif opcode == SPIFLASH_RDSFDP:
-            answer = 0  # NOTE: no SFDP table is modelled; esptool reads it only on request
+            result = 0  # NOTE: no SFDP table is modelled; esptool reads it only on request
         else:
             # Write enable, status writes and the like change nothing the virtual flash keeps.
-            answer = self._values.get(base + self.chip.spi_w0, 0)
-        log.debug("SPI flash command 0x%02x -> 0x%08x", opcode, answer)
-        self._values[base + self.chip.spi_w0] = answer
+            result = self._values.get(base + self.chip.spi_w0, 0)
+        log.debug("SPI flash command 0x%02x -> 0x%08x", opcode, result)
+        self._values[base + self.chip.spi_w0] = result
         self._values[base] &= ~SPI_CMD_USR

@@ -1,9 +1,9 @@
 """RFC 2217 (serial over telnet) for the virtual chip, with a DevKit's auto-reset circuit.
 
-A DevKit wires the USB bridge's DTR and RTS through two transistors to EN and IO0: with RTS
-asserted and DTR not, EN is pulled low (reset); with DTR asserted and RTS not, IO0 is pulled
-low. The chip samples IO0 when EN rises: low boots the ROM loader ("waiting for download"),
-high boots from flash.
+A DevKit wires the USB bridge's DTR and RTS through two transistors to EN and IO0. With RTS
+asserted and DTR not, EN is pulled low, which resets the chip. With DTR asserted and RTS not,
+IO0 is pulled low. The chip samples IO0 when EN rises: low boots the ROM loader ("waiting for
+download"), high boots from flash.
 
 Over RFC 2217 each line change is a separate telnet message, and pyserial's client waits up
 to 50 ms for each acknowledgement, so line states that last microseconds on a USB bridge last
@@ -116,12 +116,12 @@ class Rfc2217Link:
 
     def _download_reset(self):
         log.info("DTR asserted: reset with IO0 low, ROM loader waiting for download")
-        self.board.reset()
+        self._reset_board()
         self._print(rom_boot_log(self.board.chip, "poweron", download=True))
 
     def _hard_reset(self):
         chip = self.board.chip
-        self.board.reset()
+        self._reset_board()
         if probe_image(self.flash_path, chip):
             log.info("RTS released: reset with IO0 high, valid image, starting the application")
             self.board.start_app("reset into a valid image")
@@ -129,6 +129,11 @@ class Rfc2217Link:
         log.info("RTS released: reset with IO0 high, no valid image at 0x%x", chip.image_offset)
         self.board.halt_on_invalid_image()
         self._print(rom_boot_log(chip, "poweron", download=False, flash_path=self.flash_path))
+
+    def _reset_board(self):
+        self.board.reset()
+        if self.session is not None:
+            self.session.set_baud(self.board.baud)  # a reset chip talks at its ROM rate again
 
     def _print(self, text):
         if self.session is not None:

@@ -91,7 +91,7 @@ class Session:
 
     def _drop_invalid(self):
         for frame in [f for f in self._frames if isinstance(f, slip.SlipError)]:
-            # A ROM drops a frame it cannot decode and answers nothing; esptool then times out.
+            # A ROM drops a frame it cannot decode and sends no response, so esptool times out.
             log.warning("dropped a frame: %s", frame)
             self._frames.remove(frame)
 
