@@ -81,7 +81,8 @@ class VirtualBoard:
         self._stopping = False
         self._held_input = bytearray()
         self._entering_raw = False
-        self._busy = True
+        self._phase = "booting"  # booting, idle (at a prompt) or running (code the client sent)
+        self._interrupt_pending = False
         self._pending_output = bytearray()
         self._last_output_byte = b""
         self._tail = b""
@@ -175,6 +176,7 @@ class VirtualBoard:
         self._hal_dir = target
 
     def _spawn(self, run_main):
+        (self.sim_dir / "running_scripts").unlink(missing_ok=True)
         master, slave = pty.openpty()
         tty.setraw(slave)
         env = dict(os.environ)
@@ -192,7 +194,8 @@ class VirtualBoard:
         os.close(slave)
         self._child_master = master
         self.mode = "friendly"
-        self._busy = True  # boot.py and main.py run before the first prompt
+        self._phase = "booting"  # until the first prompt: boot.py and main.py run
+        self._interrupt_pending = False
         log.debug("interpreter started, pid %d, run_main=%s", self._child.pid, run_main)
 
     def _kill_child(self):
@@ -273,7 +276,7 @@ class VirtualBoard:
             fds = [self._client_master, self._wake_read]
             if self._child_master is not None:
                 fds.append(self._child_master)
-            timeout = OUTPUT_HOLD_S if self._pending_output else WDT_CHECK_S
+            timeout = OUTPUT_HOLD_S if self._pending_output or self._interrupt_pending else WDT_CHECK_S
             readable, _, _ = select.select(fds, [], [], timeout)
             if self._stopping:
                 break
@@ -296,6 +299,7 @@ class VirtualBoard:
                 self._from_client()
             if self._pending_output and not got_output:
                 self._flush_output()
+            self._deliver_interrupt()
 
             now = time.monotonic()
             if now >= next_wdt_check:
@@ -320,16 +324,36 @@ class VirtualBoard:
     def _to_child(self, data):
         # An ESP32 turns Ctrl-C into KeyboardInterrupt while code runs; the unix port only does
         # so on SIGINT, so send one unless the interpreter sits at a prompt reading its input.
-        if CTRL_C in data and self._busy:
+        if CTRL_C in data and self._phase != "idle":
             data = data.replace(b"\x03", b"")
-            try:
-                self._child.send_signal(signal.SIGINT)
-            except ProcessLookupError:
-                pass
+            self._interrupt_pending = True
+            self._deliver_interrupt()
         if data and self._child_master is not None:
-            if b"\r" in data or b"\n" in data or b"\x04" in data:
-                self._busy = True  # a line or a raw REPL block may start running now
+            if self._phase == "idle" and (b"\r" in data or b"\n" in data or b"\x04" in data):
+                self._phase = "running"  # a line or a raw REPL block may start running now
             os.write(self._child_master, data)
+
+    def _deliver_interrupt(self):
+        """Turn a pending Ctrl-C into SIGINT once the interpreter can take one.
+
+        The port handles SIGINT only while it runs code; at a prompt, and before the
+        interpreter has started, SIGINT would end the process. So while booting, SIGINT waits
+        until _boot.py marks that it runs boot.py and main.py, and a Ctrl-C that meets a
+        prompt is passed on as the byte, which the REPL takes as "cancel the line".
+        """
+        if not self._interrupt_pending or self._child is None:
+            return
+        if self._phase == "idle":
+            self._interrupt_pending = False
+            os.write(self._child_master, b"\x03")
+            return
+        if self._phase == "booting" and not (self.sim_dir / "running_scripts").exists():
+            return
+        self._interrupt_pending = False
+        try:
+            self._child.send_signal(signal.SIGINT)
+        except ProcessLookupError:
+            pass
 
     def _from_child(self, data):
         if self._entering_raw:
@@ -342,7 +366,7 @@ class VirtualBoard:
             self.mode = "raw"
             rest = self._tail[at:]
             self._tail = b""
-            self._busy = not rest.endswith(PROMPTS)
+            self._phase = "idle" if rest.endswith(PROMPTS) else "running"
             self._pending_output += rest
             if self._held_input:
                 held = bytes(self._held_input)
@@ -352,7 +376,7 @@ class VirtualBoard:
 
         window = self._tail + data
         if window.endswith(PROMPTS):
-            self._busy = False
+            self._phase = "idle"
         if RAW_REPL_MARKER.rstrip() in window:
             self.mode = "raw"
         elif FRIENDLY_MARKER in window:
