@@ -26,6 +26,7 @@ COMMANDS = {
     "rom": "rom.cli:rom_command",
     "flash": "flash:flash_command",
     "zerotier": "zerotier.cli:zerotier_group",
+    "fleet": "fleet.cli:fleet_group",
 }
 
 
