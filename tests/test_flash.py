@@ -84,7 +84,7 @@ def test_flash_wrong_chip_option(tmp_path, capsys):
     assert "the board on %s is ESP32-C3, not ESP32" % rom.url in capsys.readouterr().err
 
 
-def test_flash_rejects_broken_image_before_connecting(tmp_path):
+def test_flash_broken_image_before_connect(tmp_path):
     broken = tmp_path / "broken.bin"
     broken.write_bytes(b"\x7fELF" + bytes(100))
     # Nothing listens on this port: the image check must fail first.

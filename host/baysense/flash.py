@@ -17,6 +17,7 @@ import click
 
 from .errors import BaysenseError, DeviceError
 from .images import IMAGE_OFFSETS, check_image_for_board, parse_image
+from .ports import port_option, resolve_port
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,17 @@ def flash_image(port, image_path, chip="auto", erase=False, baud=DEFAULT_BAUD,
                 connect_attempts=DEFAULT_CONNECT_ATTEMPTS, progress=None):
     """Write the image at `image_path` to the board on `port` and verify it; return a FlashResult.
 
-    `port` is a device path or a `socket://` / `rfc2217://` URL. `progress(done, total)` is
-    called with uncompressed byte counts while writing.
+    `port` is a device path, a `socket://` / `rfc2217://` URL, `auto` or `id:SERIAL` (see
+    `baysense.ports.resolve_port`). `progress(done, total)` is called with uncompressed byte
+    counts while writing.
     """
     with open(image_path, "rb") as handle:
         image = handle.read()
     name = str(image_path)
     info = parse_image(image, name)
 
-    esp = connect(resolve(port), chip, connect_attempts)
+    port = resolve_port(port)
+    esp = connect(port, chip, connect_attempts)
     try:
         detected = ESPTOOL_CHIP_NAMES.get(esp.CHIP_NAME)
         if detected is None:
@@ -91,15 +94,6 @@ def flash_image(port, image_path, chip="auto", erase=False, baud=DEFAULT_BAUD,
         esp._port.close()
 
     return FlashResult(detected, offset, len(image), compressed_size, seconds, md5)
-
-
-def resolve(port):
-    """Return the port to open: `baysense.ports.resolve_port()` where present, else `port`."""
-    try:
-        from .ports import resolve_port
-    except ImportError:
-        return port
-    return resolve_port(port)
 
 
 def connect(port, chip, attempts):
@@ -230,7 +224,7 @@ def _verify(esp, offset, image):
 
 
 @click.command("flash")
-@click.option("--port", required=True, help="Serial device, socket://HOST:PORT or rfc2217://HOST:PORT.")
+@port_option
 @click.option("--chip", default="auto", type=click.Choice(["auto"] + sorted(IMAGE_OFFSETS)), show_default=True,
               help="Expected chip; auto detects it.")
 @click.option("--erase", is_flag=True, help="Erase the whole flash before writing (clears the filesystem).")
