@@ -1,12 +1,10 @@
 """`baysense rom`: run a virtual chip's serial bootloader for esptool."""
 
-import json
 import os
 
 import click
 
-from ..errors import ConfigError
-from ..paths import BOARDS_DIR
+from .. import boards
 from .chips import CHIPS
 from .server import serve
 
@@ -15,7 +13,7 @@ DEFAULT_FLASH_SIZE = 4 * 1024 * 1024  # the most common ESP32 module flash (WROO
 
 @click.command("rom")
 @click.option("--chip", type=click.Choice(sorted(CHIPS)), help="Chip to emulate (default: the board's, else esp32).")
-@click.option("--board", "board_name", help="Board definition in boards/ (sets chip and flash size).")
+@click.option("--board", "board_name", help="Board definition: a name in boards/ or a path (sets chip and flash size).")
 @click.option("--flash", "flash_path", required=True, type=click.Path(dir_okay=False), help="Flash file (created erased if missing).")
 @click.option("--flash-size", type=int, help="Flash size in bytes for a new flash file (default: the board's, else 4194304).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -24,7 +22,7 @@ DEFAULT_FLASH_SIZE = 4 * 1024 * 1024  # the most common ESP32 module flash (WROO
 @click.option("--rfc2217", is_flag=True, help="Serve RFC 2217 with DTR/RTS auto-reset instead of a raw socket.")
 def rom_command(chip, board_name, flash_path, flash_size, host, port, baud, rfc2217):
     """Serve the ESP serial bootloader of a virtual chip; the first line printed is its port URL."""
-    board = load_board(board_name) if board_name else {}
+    board = boards.load(board_name) if board_name else {}
     chip = chip or board.get("chip", "esp32")
     if flash_size is None and not os.path.exists(flash_path):
         flash_size = board.get("flash_size_bytes", DEFAULT_FLASH_SIZE)
@@ -34,13 +32,3 @@ def rom_command(chip, board_name, flash_path, flash_size, host, port, baud, rfc2
         click.get_text_stream("stdout").flush()
 
     serve(flash_path, chip, host=host, port=port, baud=baud, on_ready=announce, flash_size=flash_size, rfc2217=rfc2217)
-
-
-def load_board(name):
-    """Return the board definition `name` from boards/ as a dict."""
-    path = BOARDS_DIR / ("%s.json" % name)
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in BOARDS_DIR.glob("*.json")))
-        raise ConfigError("board definition not found (%s)" % name, "use one of: %s" % known)
-    with open(path) as handle:
-        return json.load(handle)

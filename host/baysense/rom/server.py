@@ -6,6 +6,7 @@ each esptool run. `rfc2217.serve_rfc2217()` serves the same chip with modem line
 """
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -141,7 +142,7 @@ def open_board(flash_path, chip, flash_size=None, baud=None, mac=None, on_app_st
     return Bootloader(
         chip_record,
         flash,
-        mac or virtual_mac(flash.path),
+        mac or virtual_mac(os.path.abspath(flash.path)),
         baud=baud,
         on_app_start=on_app_start,
     )
