@@ -106,7 +106,7 @@ def test_erase_flash(board, mode):
 
     erased = esptool(url, *STUB_MODES[mode], "erase-flash")
     if mode == "no-stub":
-        # esptool itself refuses: the ROM has no ERASE_FLASH.
+        # esptool itself rejects this, because the ROM has no ERASE_FLASH.
         assert erased.returncode != 0
         assert "does not support function erase_flash" in erased.stdout + erased.stderr
         assert flash_bytes(flash_path, 0x3FF000, 4) == b"\x12" * 4

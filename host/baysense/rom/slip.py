@@ -19,9 +19,9 @@ def encode(payload):
 class Decoder:
     """Incremental SLIP decoder: feed it bytes as they arrive, get whole frames back.
 
-    Bytes outside a frame are skipped, as the ROM skips line noise between packets. A frame
-    with an invalid escape is returned as a SlipError in the list, so the caller can log it
-    and go on with the next frame.
+    Bytes outside a frame (line noise between packets) are skipped. A frame with an invalid
+    escape is returned as a SlipError in the list, so the caller can log it and go on with the
+    next frame.
     """
 
     def __init__(self):
@@ -41,7 +41,10 @@ class Decoder:
                 if not self._frame and not self._invalid:
                     # Two END bytes in a row: the second opens the next frame.
                     continue
-                frames.append(SlipError("invalid SLIP escape in frame") if self._invalid else bytes(self._frame))
+                if self._invalid:
+                    frames.append(SlipError("invalid SLIP escape in frame"))
+                else:
+                    frames.append(bytes(self._frame))
                 self._frame = None
                 continue
 
