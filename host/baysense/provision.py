@@ -64,17 +64,21 @@ def provision(device, registry, device_id, gateway, board, wifi=None, rotate_key
     check_gateway(gateway)
 
     existing = registry.device(device_id)
-    if existing is None or rotate_key:
+    # A revoked device's key is treated as leaked: provisioning it again gives a new one.
+    new_key = existing is None or rotate_key or bool(existing["revoked"])
+    if new_key:
         key = secrets.token_bytes(KEY_SIZE)
     else:
         key = bytes(existing["key"])
     config = json.dumps(node_config(device_id, key, gateway, board, wifi, heartbeat_s), sort_keys=True).encode()
 
     current = device.sha256(CONFIG_PATH)
-    if existing is not None and not rotate_key and current == hashlib.sha256(config).hexdigest():
+    if not new_key and current == hashlib.sha256(config).hexdigest():
         return "unchanged"
 
     # The registry first: once the board restarts with the new key, the gateway must know it.
+    # If the board write below fails after a rotation, running provision again (without
+    # --rotate-key) writes the registry's key to the board.
     registry.put_device(device_id, key, board=board["name"], gateway=gateway)
     device.write_file(CONFIG_PATH, config)
     if device.sha256(CONFIG_PATH) != hashlib.sha256(config).hexdigest():
@@ -82,10 +86,14 @@ def provision(device, registry, device_id, gateway, board, wifi=None, rotate_key
             "config.json read back from the board differs from what was written (%s)" % device.port,
             "check the board's filesystem (is it full?) and provision again",
         )
-    log.info("provisioned %s on %s (key version %s)", device_id, device.port, "new" if existing is None else "kept/rotated")
     if existing is None:
-        return "created"
-    return "rotated" if rotate_key else "updated"
+        outcome = "created"
+    else:
+        outcome = "rotated" if new_key else "updated"
+    log.info(
+        "provisioned %s on %s: %s, key version %d", device_id, device.port, outcome, registry.device(device_id)["key_version"]
+    )
+    return outcome
 
 
 def read_wifi_password(password_file):

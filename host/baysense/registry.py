@@ -63,7 +63,8 @@ class Registry:
 
     def __init__(self, path=None):
         self.path = Path(path) if path else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A folder made here is private too; an existing one keeps the mode its owner chose.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.path.exists():
             # Create the file private before SQLite writes anything into it.
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)

@@ -1,0 +1,236 @@
+"""baysense provision against a virtual board: identity, key, idempotence, rotation, secrecy."""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from baysense import boards, provision
+from baysense.cli import main
+from baysense.device import Device
+from baysense.errors import ConfigError
+from baysense.gateway.keys import KeyRing
+from baysense.registry import Registry
+from baysense.vboard.board import VirtualBoard
+
+MPREMOTE = str(Path(sys.executable).parent / "mpremote")
+MPREMOTE_TIMEOUT_S = 30
+GATEWAY = "127.0.0.1:5683"
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    virtual = VirtualBoard(tmp_path_factory.mktemp("provision"), boards.load("virtual")).start()
+    yield virtual
+    virtual.stop()
+
+
+@pytest.fixture
+def blank(board):
+    (board.fs_dir / "config.json").unlink(missing_ok=True)
+    return board
+
+
+@pytest.fixture
+def registry_file(tmp_path):
+    return tmp_path / "registry.db"
+
+
+def board_config(board):
+    return json.loads((board.fs_dir / "config.json").read_text())
+
+
+def registry_key(path, device_id):
+    with Registry(path) as registry:
+        row = registry.device(device_id)
+        return bytes(row["key"]), row["key_version"]
+
+
+def run_provision(board, registry_file, *extra, verbose=False):
+    # -vv logs at DEBUG level, and also re-raises errors with their traceback.
+    return main(
+        ["-vv"] * verbose
+        + [
+            "provision",
+            "--port",
+            board.port,
+            "--device-id",
+            "bay-7",
+            "--gateway",
+            GATEWAY,
+            "--registry",
+            str(registry_file),
+            "--no-reset",
+            *extra,
+        ]
+    )
+
+
+def test_created_then_unchanged(blank, registry_file):
+    virtual = boards.load("virtual")
+    with Registry(registry_file) as registry, Device(blank.port) as device:
+        assert provision.provision(device, registry, "bay-7", GATEWAY, virtual) == "created"
+        written = (blank.fs_dir / "config.json").stat().st_mtime_ns
+        assert provision.provision(device, registry, "bay-7", GATEWAY, virtual) == "unchanged"
+        assert (blank.fs_dir / "config.json").stat().st_mtime_ns == written
+
+    key, version = registry_key(registry_file, "bay-7")
+    assert len(key) == provision.KEY_SIZE
+    assert version == 1
+    config = board_config(blank)
+    assert config["device_id"] == "bay-7"
+    assert config["key"] == key.hex()
+    assert config["gateway"] == GATEWAY
+    assert config["board"] == virtual
+    assert not (blank.fs_dir / "config.json.part").exists()
+
+
+def test_rotation_changes_key_in_registry_board_and_gateway(blank, registry_file):
+    virtual = boards.load("virtual")
+    with Registry(registry_file) as registry, Device(blank.port) as device:
+        provision.provision(device, registry, "bay-7", GATEWAY, virtual)
+    old_key, _version = registry_key(registry_file, "bay-7")
+    keyring = KeyRing(registry_file)
+    try:
+        assert keyring.keys["bay-7"][0] == old_key
+
+        with Registry(registry_file) as registry, Device(blank.port) as device:
+            outcome = provision.provision(device, registry, "bay-7", GATEWAY, virtual, rotate_key=True)
+        assert outcome == "rotated"
+
+        new_key, version = registry_key(registry_file, "bay-7")
+        assert new_key != old_key
+        assert version == 2
+        assert board_config(blank)["key"] == new_key.hex()
+        assert keyring.refresh() is True
+        assert keyring.keys["bay-7"][0] == new_key
+    finally:
+        keyring.close()
+
+
+def test_wiped_board_gets_the_same_key(blank, registry_file):
+    virtual = boards.load("virtual")
+    with Registry(registry_file) as registry, Device(blank.port) as device:
+        provision.provision(device, registry, "bay-7", GATEWAY, virtual)
+        key, _version = registry_key(registry_file, "bay-7")
+        (blank.fs_dir / "config.json").unlink()
+        assert provision.provision(device, registry, "bay-7", GATEWAY, virtual) == "updated"
+    assert board_config(blank)["key"] == key.hex()
+    assert registry_key(registry_file, "bay-7") == (key, 1)
+
+
+def test_revoked_device_gets_a_new_key(blank, registry_file):
+    virtual = boards.load("virtual")
+    with Registry(registry_file) as registry, Device(blank.port) as device:
+        provision.provision(device, registry, "bay-7", GATEWAY, virtual)
+        old_key = bytes(registry.device("bay-7")["key"])
+        registry.revoke("bay-7")
+        assert provision.provision(device, registry, "bay-7", GATEWAY, virtual) == "rotated"
+        row = registry.device("bay-7")
+    assert bytes(row["key"]) != old_key
+    assert row["revoked"] == 0
+    assert board_config(blank)["key"] == bytes(row["key"]).hex()
+
+
+def test_cli_never_shows_the_key(blank, registry_file, capsys, caplog, tmp_path):
+    password_file = tmp_path / "wifi-password"
+    password_file.write_text("hunter2-wifi\n")
+    serial_log = blank.state_dir / "serial.log"
+    serial_before = serial_log.stat().st_size
+    logs = []
+
+    class Recording(Device):
+        def close(self):
+            logs.append(bytes(self.log))
+            super().close()
+
+    with caplog.at_level(logging.DEBUG):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(provision, "Device", Recording)
+            wifi = ["--wifi-ssid", "lot-3", "--wifi-password-file", str(password_file)]
+            assert run_provision(blank, registry_file, *wifi, verbose=True) == 0
+            assert run_provision(blank, registry_file, *wifi, "--rotate-key", verbose=True) == 0
+            assert run_provision(blank, registry_file, *wifi, verbose=True) == 0
+    captured = capsys.readouterr()
+
+    assert captured.out.splitlines() == ["bay-7: created", "bay-7: rotated", "bay-7: unchanged"]
+    with serial_log.open("rb") as handle:
+        handle.seek(serial_before)
+        serial_output = handle.read()
+    key, version = registry_key(registry_file, "bay-7")
+    assert version == 2
+    assert board_config(blank)["key"] == key.hex()
+    secrets_to_hide = [key.hex(), key.hex().upper(), repr(key), "hunter2-wifi"]
+    assert len(logs) == 3
+    for secret in secrets_to_hide:
+        assert secret not in captured.out
+        assert secret not in captured.err
+        assert secret not in caplog.text
+        assert secret.encode() not in serial_output
+        for device_log in logs:
+            assert secret.encode() not in device_log
+
+
+def test_cli_wifi_password_from_environment(blank, registry_file, monkeypatch, capsys):
+    monkeypatch.setenv("BAYSENSE_WIFI_PASSWORD", "from-environment")
+    assert run_provision(blank, registry_file, "--wifi-ssid", "lot-3") == 0
+    assert board_config(blank)["wifi"] == {"ssid": "lot-3", "password": "from-environment"}
+    assert "from-environment" not in capsys.readouterr().out
+
+
+def test_cli_rejects_password_on_command_line(blank, registry_file, capsys):
+    assert run_provision(blank, registry_file, "--wifi-ssid", "lot-3", "--wifi-password", "secret") == 2
+    assert "No such option" in capsys.readouterr().err
+    assert not (blank.fs_dir / "config.json").exists()
+
+
+def test_cli_without_password_source_fails(blank, registry_file, monkeypatch, capsys):
+    monkeypatch.delenv("BAYSENSE_WIFI_PASSWORD", raising=False)
+    assert run_provision(blank, registry_file, "--wifi-ssid", "lot-3") == 1
+    assert "no Wi-Fi password given" in capsys.readouterr().err
+    assert not (blank.fs_dir / "config.json").exists()
+
+
+def test_cli_rejects_readable_registry(blank, registry_file, capsys):
+    Registry(registry_file).close()
+    registry_file.chmod(0o644)
+    assert run_provision(blank, registry_file) == 1
+    error = capsys.readouterr().err
+    assert "readable by group or others" in error
+    assert "chmod 600" in error
+    assert not (blank.fs_dir / "config.json").exists()
+
+
+@pytest.mark.parametrize(
+    "device_id, gateway, message",
+    [
+        ("bad id", GATEWAY, "invalid device id 'bad id'"),
+        ("-lead", GATEWAY, "invalid device id '-lead'"),
+        ("x" * 33, GATEWAY, "invalid device id"),
+        ("bay-1", "127.0.0.1", "invalid gateway address '127.0.0.1'"),
+        ("bay-1", "127.0.0.1:0", "invalid gateway address"),
+        ("bay-1", "127.0.0.1:70000", "invalid gateway address"),
+    ],
+)
+def test_invalid_input_writes_nothing(blank, registry_file, device_id, gateway, message):
+    with Registry(registry_file) as registry, Device(blank.port) as device:
+        with pytest.raises(ConfigError, match=message):
+            provision.provision(device, registry, device_id, gateway, boards.load("virtual"))
+        assert registry.devices() == []
+    assert not (blank.fs_dir / "config.json").exists()
+
+
+def test_mpremote_reads_provisioned_config(blank, registry_file):
+    with Registry(registry_file) as registry, Device(blank.port) as device:
+        provision.provision(device, registry, "bay-7", GATEWAY, boards.load("virtual"))
+    result = subprocess.run(
+        [MPREMOTE, "connect", blank.port, "exec", "import json; print(json.load(open('/config.json'))['device_id'])"],
+        capture_output=True,
+        text=True,
+        timeout=MPREMOTE_TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "bay-7"

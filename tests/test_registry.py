@@ -1,0 +1,91 @@
+"""The device registry: private file modes, keys, versions and revocation."""
+
+import os
+import stat
+
+import pytest
+
+from baysense.errors import ConfigError
+from baysense.registry import Registry
+
+
+def mode_of(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_new_registry_is_private_under_open_umask(tmp_path):
+    previous = os.umask(0)
+    try:
+        path = tmp_path / "new" / "registry.db"
+        Registry(path).close()
+    finally:
+        os.umask(previous)
+    assert mode_of(path) == 0o600
+    assert mode_of(path.parent) == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644, 0o610])
+def test_readable_registry_is_rejected(tmp_path, mode):
+    path = tmp_path / "registry.db"
+    Registry(path).close()
+    path.chmod(mode)
+    with pytest.raises(ConfigError) as raised:
+        Registry(path)
+    message = str(raised.value)
+    assert "readable by group or others (mode %o)" % mode in message
+    assert "chmod 600 %s" % path in message
+
+
+def test_private_registry_opens_again(tmp_path):
+    path = tmp_path / "registry.db"
+    with Registry(path) as registry:
+        registry.put_device("bay-1", b"k" * 32, board="virtual", gateway="127.0.0.1:5683")
+    with Registry(path) as registry:
+        row = registry.device("bay-1")
+    assert bytes(row["key"]) == b"k" * 32
+    assert row["board"] == "virtual"
+    assert row["gateway"] == "127.0.0.1:5683"
+
+
+def test_new_key_bumps_version_same_key_does_not(tmp_path):
+    with Registry(tmp_path / "registry.db") as registry:
+        registry.put_device("bay-1", b"a" * 32, board="virtual")
+        registry.put_device("bay-1", b"a" * 32, gateway="10.0.0.2:5683")
+        assert registry.device("bay-1")["key_version"] == 1
+        assert registry.device("bay-1")["board"] == "virtual"
+        registry.put_device("bay-1", b"b" * 32)
+        row = registry.device("bay-1")
+    assert row["key_version"] == 2
+    assert bytes(row["key"]) == b"b" * 32
+    assert row["gateway"] == "10.0.0.2:5683"
+
+
+def test_revoke_hides_key_until_reprovisioned(tmp_path):
+    with Registry(tmp_path / "registry.db") as registry:
+        registry.put_device("bay-1", b"a" * 32)
+        registry.put_device("bay-2", b"c" * 32)
+        registry.revoke("bay-1")
+        assert registry.keys() == {"bay-2": b"c" * 32}
+        assert registry.device("bay-1")["revoked"] == 1
+        registry.put_device("bay-1", b"d" * 32)
+        assert registry.keys() == {"bay-1": b"d" * 32, "bay-2": b"c" * 32}
+
+
+def test_revoke_unknown_device(tmp_path):
+    with Registry(tmp_path / "registry.db") as registry:
+        with pytest.raises(ConfigError, match="device not found in the registry \\(ghost\\)"):
+            registry.revoke("ghost")
+
+
+def test_devices_sorted(tmp_path):
+    with Registry(tmp_path / "registry.db") as registry:
+        for device_id in ("b", "a", "c"):
+            registry.put_device(device_id, device_id.encode() * 32)
+        assert [row["device_id"] for row in registry.devices()] == ["a", "b", "c"]
+
+
+def test_default_path_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAYSENSE_REGISTRY", str(tmp_path / "env.db"))
+    with Registry() as registry:
+        assert registry.path == tmp_path / "env.db"
+    assert mode_of(tmp_path / "env.db") == 0o600
