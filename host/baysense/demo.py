@@ -100,19 +100,27 @@ def _setup_board(bay, registry_path, gateway, board_def):
     bay.step = "booting"
 
 
+def _changes(states):
+    # A node reports its first decision after boot; over an empty bay that is "vacant", which
+    # is the state the bay already had, not a change.
+    if states[:1] == ["vacant"]:
+        return states[1:]
+    return states
+
+
 def _node_events(board):
-    """The state changes a node printed on its serial output since its last boot."""
+    """The state changes a node printed on its serial output."""
     log_bytes = (board.state_dir / "serial.log").read_bytes()
-    return [match.group(1).decode() for match in _NODE_EVENT.finditer(log_bytes)]
+    return _changes([match.group(1).decode() for match in _NODE_EVENT.finditer(log_bytes)])
 
 
 def _stored_changes(store, device_id):
-    changes = []
+    states = []
     for report in store.reports(device_id):
         if report["frame_type"] == protocol.FRAME_STATE:
             state = protocol.parse_state(report["body"])[0]
-            changes.append(protocol.STATE_NAMES[state])
-    return changes
+            states.append(protocol.STATE_NAMES[state])
+    return _changes(states)
 
 
 def _heartbeat_seen(store, device_id):
