@@ -166,7 +166,8 @@ def serve(
     `on_ready(url)` is called with "socket://HOST:PORT" once the port listens. `baud` paces
     both directions to that UART rate until esptool changes it; None serves at full speed.
     `flash_size` creates a missing flash file of that many bytes (erased to 0xFF).
-    `on_app_start(reason)` is called when the chip leaves the loader for its application.
+    `on_app_start(reason)` is called when the chip leaves the loader for its application, on
+    the connection's thread, so it must return quickly (start the REPL elsewhere).
     With `rfc2217` the URL is "rfc2217://HOST:PORT" and DTR/RTS drive EN and IO0 as on a
     DevKit; a new connection then resets nothing.
     """
