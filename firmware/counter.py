@@ -27,13 +27,14 @@ class CounterExhausted(Exception):
 def _read_number(path):
     # Return the decimal number in the file, None when it is missing, -1 when it is unreadable.
     try:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError:
         return None
+    # Damaged flash can hold any bytes, and decoding them as text may raise UnicodeError.
     try:
-        return int(text.strip())
-    except ValueError:
+        return int(data.decode().strip())
+    except (UnicodeError, ValueError):
         return -1
 
 

@@ -92,12 +92,20 @@ def resign(outbox, key, device_id):
     After a key rotation the outbox still holds frames signed with the old key, which the
     gateway no longer accepts. Each keeps its type, counter and body and gets a new tag.
     Frames of another device id (the board was given a new identity) are dropped: the new
-    identity's gateway record does not own their history.
+    identity's gateway record does not own their history, and so are frames that no longer
+    decode.
     """
     frames = []
     changed = 0
     for frame in outbox.frames:
-        parsed = protocol.decode(frame)
+        try:
+            parsed = protocol.decode(frame)
+        except ValueError as error:
+            # Whole on flash (its CRC matched) but not a frame this firmware can send, such as
+            # one from a firmware with another protocol version.
+            _log("outbox: dropped a frame this firmware cannot send:", error)
+            changed += 1
+            continue
         if parsed.device_id != device_id:
             _log("outbox: dropped frame", parsed.counter, "of former device id", parsed.device_id)
             changed += 1
@@ -122,7 +130,11 @@ class Node:
         detector_settings = dict(board_def["detector"])
         detector_settings["kind"] = sensor_settings["kind"]
 
-        # Flash state first: the outbox tells the counter which values are already used.
+        # The watchdog first, so that a fault while loading the state below (a damaged file,
+        # a full filesystem) ends in a reset instead of an idle REPL.
+        self._watchdog = board.watchdog(self.timing["watchdog_ms"])
+
+        # Flash state next: the outbox tells the counter which values are already used.
         self.outbox = Outbox()
         resigned = resign(self.outbox, self._key, self.device_id)
         if resigned:
@@ -143,7 +155,6 @@ class Node:
         self._heartbeat_ms = self.timing["heartbeat_ms"]
         self._retry_min_ms = self.timing["retry_min_ms"]
         self._retry_max_ms = self.timing["retry_max_ms"]
-        self._watchdog = board.watchdog(self.timing["watchdog_ms"])
         self._reset_cause = board.reset_cause()
         self._started = ticks_ms()
 

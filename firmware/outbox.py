@@ -32,6 +32,7 @@ MAGIC = const(0xB5)
 HEAD_SIZE = const(3)  # magic, length
 TAIL_SIZE = const(4)  # CRC-32
 MAX_RECORD_FRAME = const(512)  # larger than any protocol frame: a longer length field is damage
+MIN_RECORD_FRAME = const(10)  # version, type, id_len, a 1-byte id, counter u32, body_len u16
 _ID_LEN_AT = const(2)  # frame byte holding the device id's length: version, type, id_len
 
 
@@ -54,7 +55,7 @@ def _record_at(data, offset):
     if size - offset < HEAD_SIZE + TAIL_SIZE or data[offset] != MAGIC:
         return None
     length = struct.unpack_from("!H", data, offset + 1)[0]
-    if length == 0 or length > MAX_RECORD_FRAME:
+    if length < MIN_RECORD_FRAME or length > MAX_RECORD_FRAME:
         return None
     end = offset + HEAD_SIZE + length
     if end + TAIL_SIZE > size:
@@ -63,8 +64,8 @@ def _record_at(data, offset):
     if crc32(data[offset + 1 : end]) & 0xFFFFFFFF != stored:
         return None
     frame = data[offset + HEAD_SIZE : end]
-    if 3 + frame[_ID_LEN_AT] + 4 > length:
-        return None  # too short to hold its own counter
+    if 3 + frame[_ID_LEN_AT] + 6 > length:
+        return None  # too short to hold its own counter and body length
     return frame
 
 
@@ -103,9 +104,9 @@ class Outbox:
 
     def _read_acked(self):
         try:
-            with open(self._acked_path) as f:
-                return int(f.read().strip())
-        except (OSError, ValueError):
+            with open(self._acked_path, "rb") as f:
+                return int(f.read().decode().strip())
+        except (OSError, UnicodeError, ValueError):
             # No acknowledgement yet, or a file lost to damage: resending frames the gateway
             # already has costs only an ack, because it acks a repeat of its last counter.
             return 0

@@ -108,8 +108,8 @@ def test_counter_unreadable_file_uses_floor(tmp_path):
     run(
         tmp_path,
         """
-with open("counter.dat", "w") as f:
-    f.write("\\xff\\x00garbage")
+with open("counter.dat", "wb") as f:
+    f.write(b"\\xff\\xfe\\x00garbage")
 c = Counter("counter.dat", floor=500)
 assert c.recovered
 assert c.next() == 500

@@ -160,3 +160,32 @@ def test_random_power_cuts_counter_never_back(site):
 
     bound = int((board.fs_dir / "counter.dat").read_text())
     assert bound > max(counters), "the reserved bound on flash is below a counter in use"
+
+
+def test_lost_counter_file_resumes_above_outbox(site):
+    # Flash damage takes the counter file while frames wait in the outbox: the counter must
+    # continue above them, or the gateway would reject every new frame as a replay.
+    start, power_off, db, _ = site
+    board = start()
+    assert harness.wait_for(lambda: harness.state_reports(db, DEVICE_ID)), "no state report after boot"
+    board.stimulus.set(link=False)
+    harness.wait_for(lambda: False, timeout=0.2)
+    log_path = board.fs_dir / "outbox.log"
+    toggle(board, True)
+    assert harness.wait_for(lambda: log_path.exists() and parse_records(log_path.read_bytes()))
+    power_off(board)
+    waiting = protocol.decode(parse_records(log_path.read_bytes())[-1]).counter
+    (board.fs_dir / "counter.dat").write_bytes(b"\xff\xff\xff")
+
+    board = start()
+    board.stimulus.set(link=True)
+    toggle(board, False)
+    assert harness.wait_for(lambda: len(harness.state_reports(db, DEVICE_ID)) >= 3), "the changes did not arrive"
+    stored = harness.state_reports(db, DEVICE_ID)
+    assert stored[1] == (waiting, "occupied")
+    assert stored[2][0] > waiting
+    health = harness.wait_for(lambda: [h for h in harness.heartbeats(db, DEVICE_ID) if h["counter"] > stored[2][0]])
+    assert health, "no heartbeat after the changes"
+    assert health[0]["fault_flags"] & 0x10, "the heartbeat does not flag the recovered counter (0x10)"
+    stats = harness.gateway_stats(db)
+    assert stats.get("rejected_old_counter", 0) == 0

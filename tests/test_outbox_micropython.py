@@ -238,8 +238,8 @@ def test_outbox_ack_file_cut_keeps_frames(tmp_path):
 box = Outbox("outbox.log", "outbox.ack")
 for n in (1, 2):
     box.append(frame(n))
-with open("outbox.ack", "w") as f:
-    f.write("x")
+with open("outbox.ack", "wb") as f:
+    f.write(b"\\xff\\xfe")
 again = Outbox("outbox.log", "outbox.ack")
 assert counters(again) == [1, 2]
 """,
@@ -257,5 +257,19 @@ def test_outbox_bad_length_field(tmp_path, length_field):
 box = Outbox("outbox.log", "outbox.ack")
 assert counters(box) == [1], counters(box)
 assert box.damaged == 1
+""",
+    )
+
+
+def test_outbox_rejects_too_short_record(tmp_path):
+    # A record whose CRC matches but whose frame cannot hold a counter is damage, not a frame.
+    run(
+        tmp_path,
+        """
+with open("outbox.log", "wb") as f:
+    f.write(record(b"\\x01\\x01") + record(frame(1)) + record(b"\\x01\\x01\\x20" + bytes(8)))
+box = Outbox("outbox.log", "outbox.ack")
+assert counters(box) == [1], counters(box)
+assert box.damaged == 2, box.damaged
 """,
     )
