@@ -6,12 +6,17 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from ..errors import BaysenseError
 from ..provision import read_wifi_password
 from ..registry import Registry
 from . import export, manifest as manifest_module
-from .progress import Progress
+from .progress import FAILED, Progress
 from .runner import DEFAULT_AUTO_WAIT_S, Options, Run, exit_status, summary_counts
 from .view import LineView, outcomes_json, print_summary, run_live
+
+class FleetFailed(BaysenseError):
+    """One or more bays (or the site's ZeroTier step) failed; each reason is in the summary."""
+
 
 registry_option = click.option(
     "--registry", "registry_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -35,8 +40,7 @@ def fleet_group():
 @click.option("--auto-wait", "auto_wait_s", type=click.FloatRange(0), default=DEFAULT_AUTO_WAIT_S, show_default=True,
               help="Seconds `auto` bays wait for the next board to be plugged in.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with every bay's outcome, for scripts.")
-@click.pass_context
-def provision_command(ctx, manifest_path, registry_path, flash, force, log_dir, auto_wait_s, as_json):
+def provision_command(manifest_path, registry_path, flash, force, log_dir, auto_wait_s, as_json):
     """Flash, deploy, provision and self-test every board of MANIFEST (TOML or CSV).
 
     One worker per port runs in parallel. Progress is kept in the registry: a re-run skips
@@ -76,7 +80,15 @@ def provision_command(ctx, manifest_path, registry_path, flash, force, log_dir, 
         click.echo(
             "%s; logs in %s" % (", ".join("%d %s" % (count, result) for result, count in sorted(counts.items())), run.log_dir)
         )
-    ctx.exit(status)
+    # baysense.cli.main() turns these into the exit status: BaysenseError 1, Abort 130.
+    if status == 130:
+        raise click.exceptions.Abort()
+    if status:
+        failed = [outcome for outcome in outcomes if outcome.result == FAILED]
+        raise FleetFailed(
+            "%d of %d bays failed (%s)" % (len(failed), len(outcomes), ", ".join(outcome.bay for outcome in failed)),
+            "fix the reasons listed above and run the same command again: it resumes where each bay stopped",
+        )
 
 
 @fleet_group.command("export")

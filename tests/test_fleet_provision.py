@@ -1,0 +1,274 @@
+"""`baysense fleet provision` on virtual boards against a real gateway, resumed after interrupts."""
+
+import json
+import os
+import sqlite3
+import stat
+import time
+
+import pytest
+
+from baysense import boards
+from baysense.cli import main
+from baysense.fleet import manifest as manifest_module
+from baysense.fleet.progress import INTERRUPTED, OK, SITE, Progress
+from baysense.fleet.runner import Options, Run, exit_status
+from baysense.gateway.server import GatewayThread
+from baysense.registry import Registry
+from baysense.vboard.board import VirtualBoard
+from baysense.zerotier.fake import FakeCentral, FakeZeroTierOne
+
+BOARD_COUNT = 3
+MISSING_PORT = "/dev/baysense-no-such-port"
+# Seconds to wait for the nodes' own heartbeats after the run restarted them.
+HEARTBEAT_WAIT_S = 10
+ZT_TOKEN = "fleetTESTtoken0000000001"
+ZT_NETWORK = "1a2b3c4d5e000042"
+ZT_CENTRAL_NETWORK = "8056c2e21c000042"
+GATEWAY_MEMBER = "0badc0ffee"
+
+
+@pytest.fixture
+def virtual_boards(tmp_path):
+    board = boards.load("virtual")
+    started = []
+    try:
+        for index in range(BOARD_COUNT):
+            started.append(VirtualBoard(tmp_path / ("board%d" % index), board).start())
+        yield started
+    finally:
+        for virtual in started:
+            virtual.stop()
+
+
+@pytest.fixture
+def registry_path(tmp_path):
+    path = tmp_path / "registry.db"
+    Registry(path).close()
+    return path
+
+
+@pytest.fixture
+def gateway(tmp_path, registry_path):
+    with GatewayThread(tmp_path / "gateway.db", registry_path) as thread:
+        yield thread
+
+
+def write_manifest(tmp_path, gateway, ports, extra="", community="lot-7", heartbeat_s=60, name="site.toml"):
+    bays = "".join('[[bays]]\nid = "b%d"\nport = "%s"\n\n' % (index + 1, port) for index, port in enumerate(ports))
+    text = 'community = "%s"\ngateway = "%s:%d"\nboard = "virtual"\nheartbeat_s = %d\n%s\n\n%s' % (
+        community, gateway.address[0], gateway.address[1], heartbeat_s, extra, bays)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def provision_json(capsys, manifest_path, registry_path, *more):
+    status = main(["fleet", "provision", str(manifest_path), "--registry", str(registry_path), "--json", *more])
+    report = json.loads(capsys.readouterr().out)
+    return status, {bay["bay"]: bay for bay in report["bays"]}, report
+
+
+def health_device_ids(gateway_db):
+    with sqlite3.connect(gateway_db) as db:
+        return {row[0] for row in db.execute("SELECT device_id FROM health")}
+
+
+def test_provision_three_boards_then_skip(tmp_path, virtual_boards, gateway, registry_path, capsys):
+    path = write_manifest(tmp_path, gateway, [virtual.port for virtual in virtual_boards])
+
+    status, bays, report = provision_json(capsys, path, registry_path)
+
+    assert status == 0
+    assert report["status"] == 0
+    assert [bays[bay]["result"] for bay in ("b1", "b2", "b3")] == [OK, OK, OK], report
+    assert "gateway ack" in bays["b1"]["detail"]
+    with Registry(registry_path) as registry:
+        assert {row["device_id"]: row["bay"] for row in registry.devices()} == {"b1": "b1", "b2": "b2", "b3": "b3"}
+    log_file = tmp_path / "site-logs" / "b1.log"
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    assert "selftest: ok" in log_file.read_text()
+
+    # The restarted nodes report on their own.
+    deadline = time.monotonic() + HEARTBEAT_WAIT_S
+    while health_device_ids(tmp_path / "gateway.db") != {"b1", "b2", "b3"} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert health_device_ids(tmp_path / "gateway.db") == {"b1", "b2", "b3"}
+
+    started = time.monotonic()
+    status, bays, _ = provision_json(capsys, path, registry_path)
+
+    assert status == 0
+    assert {bay["result"] for bay in bays.values()} == {"skipped"}
+    assert time.monotonic() - started < 2  # done bays touch no board
+
+
+def test_failing_port_does_not_stop_others(tmp_path, virtual_boards, gateway, registry_path, capsys):
+    ports = [virtual_boards[0].port, MISSING_PORT, virtual_boards[1].port]
+    path = write_manifest(tmp_path, gateway, ports)
+
+    status, bays, _ = provision_json(capsys, path, registry_path)
+
+    assert status == 1
+    assert bays["b1"]["result"] == OK, bays["b1"]["detail"]
+    assert bays["b3"]["result"] == OK, bays["b3"]["detail"]
+    assert bays["b2"]["result"] == "failed"
+    assert "port not found (%s)" % MISSING_PORT in bays["b2"]["detail"]
+
+
+def test_failure_reason_in_summary(tmp_path, virtual_boards, gateway, registry_path, capsys):
+    path = write_manifest(tmp_path, gateway, [virtual_boards[0].port, MISSING_PORT])
+
+    status = main(["fleet", "provision", str(path), "--registry", str(registry_path)])
+
+    output = capsys.readouterr()
+    assert status == 1
+    assert "failed b2 (%s)" % MISSING_PORT in output.out
+    assert "port not found" in output.out
+    assert "b1\t%s\trestart\tok" % virtual_boards[0].port in output.err  # one line per step off a terminal
+
+
+def test_interrupt_then_resume(tmp_path, virtual_boards, gateway, registry_path):
+    path = write_manifest(tmp_path, gateway, [virtual.port for virtual in virtual_boards])
+    manifest = manifest_module.load(path)
+
+    def interrupt(bay_id, step):
+        if bay_id == "b2" and step == "selftest":
+            raise KeyboardInterrupt
+
+    outcomes = Run(manifest, registry_path, Options(before_step=interrupt)).execute()
+
+    assert exit_status(outcomes) == 130
+    by_bay = {outcome.bay: outcome for outcome in outcomes}
+    assert by_bay["b2"].result == INTERRUPTED
+    assert by_bay["b2"].step == "selftest"
+    with Registry(registry_path) as registry:
+        steps = Progress(registry, "lot-7").steps("b2")
+        assert steps["provision"]["result"] == OK
+        assert steps["selftest"]["result"] == INTERRUPTED
+        assert "restart" not in steps
+
+    outcomes = Run(manifest, registry_path, Options()).execute()
+
+    assert exit_status(outcomes) == 0
+    assert {outcome.result for outcome in outcomes} <= {OK, "skipped"}
+    resumed = (tmp_path / "site-logs" / "b2.log").read_text()
+    assert "steps selftest, restart" in resumed
+    with Registry(registry_path) as registry:
+        steps = Progress(registry, "lot-7").steps("b2")
+        assert {step: row["result"] for step, row in steps.items()} == {
+            "deploy": OK, "provision": OK, "selftest": OK, "restart": OK}
+
+
+def test_changed_input_redoes_later_steps(tmp_path, virtual_boards, gateway, registry_path):
+    path = write_manifest(tmp_path, gateway, [virtual_boards[0].port], heartbeat_s=60)
+    assert exit_status(Run(manifest_module.load(path), registry_path).execute()) == 0
+
+    path = write_manifest(tmp_path, gateway, [virtual_boards[0].port], heartbeat_s=30)
+    outcomes = Run(manifest_module.load(path), registry_path).execute()
+
+    assert exit_status(outcomes) == 0
+    assert outcomes[0].result == OK
+    log_text = (tmp_path / "site-logs" / "b1.log").read_text()
+    assert "steps provision, selftest, restart" in log_text
+    assert "provision: ok" in log_text and "device b1 updated" in log_text
+
+
+def test_auto_bays_take_boards_in_order(tmp_path, virtual_boards, gateway, registry_path):
+    path = write_manifest(tmp_path, gateway, ["auto", "auto"])
+    manifest = manifest_module.load(path)
+    plugged = []
+
+    def port_source():
+        return list(plugged)
+
+    def interrupt_second(bay_id, step):
+        if bay_id == "b2" and step == "selftest":
+            raise KeyboardInterrupt
+
+    # The first run sees board 1, then board 0 plugged in; b2 is interrupted.
+    plugged.extend([virtual_boards[1].port, virtual_boards[0].port])
+    outcomes = Run(manifest, registry_path, Options(port_source=port_source, before_step=interrupt_second, auto_wait_s=5)).execute()
+    by_bay = {outcome.bay: outcome for outcome in outcomes}
+    assert by_bay["b1"].port == virtual_boards[1].port
+    assert by_bay["b2"].port == virtual_boards[0].port
+    assert exit_status(outcomes) == 130
+
+    # Re-run with the boards seen in the other order: board 0 carries b2's id and gets b2 back.
+    plugged.reverse()
+    outcomes = Run(manifest, registry_path, Options(port_source=port_source, auto_wait_s=5)).execute()
+    by_bay = {outcome.bay: outcome for outcome in outcomes}
+    assert exit_status(outcomes) == 0
+    assert by_bay["b2"].port == virtual_boards[0].port
+    assert by_bay["b2"].result == OK
+
+
+def test_auto_bay_without_board_fails(tmp_path, virtual_boards, gateway, registry_path):
+    path = write_manifest(tmp_path, gateway, [virtual_boards[0].port, "auto"])
+
+    outcomes = Run(manifest_module.load(path), registry_path, Options(port_source=list, auto_wait_s=0.2)).execute()
+
+    by_bay = {outcome.bay: outcome for outcome in outcomes}
+    assert exit_status(outcomes) == 1
+    assert by_bay["b1"].result == OK
+    assert by_bay["b2"].result == "failed"
+    assert "no ESP32 board was plugged in" in by_bay["b2"].detail
+
+
+def token_file(tmp_path):
+    path = tmp_path / "zt.token"
+    path.write_text(ZT_TOKEN)
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_zerotier_controller_authorizes_gateway(tmp_path, virtual_boards, gateway, registry_path, capsys):
+    with FakeZeroTierOne(ZT_TOKEN) as controller:
+        controller.host_network(ZT_NETWORK, name="lot-7")
+        extra = '[zerotier]\nnetwork = "%s"\nmember = "%s"\napi = "controller"\nurl = "%s"\ntoken_file = "zt.token"\n' % (
+            ZT_NETWORK, GATEWAY_MEMBER, controller.url)
+        token_file(tmp_path)
+        path = write_manifest(tmp_path, gateway, [virtual_boards[0].port], extra=extra)
+
+        status, bays, _ = provision_json(capsys, path, registry_path)
+
+        assert status == 0
+        assert bays[SITE]["result"] == OK
+        member = controller.controller_member(ZT_NETWORK, GATEWAY_MEMBER)
+        assert member["authorized"] is True
+        assert member["name"] == "baysense gateway lot-7"
+        posts = [request for request in controller.requests if request.method == "POST"]
+        assert len(posts) == 1
+
+        status, bays, _ = provision_json(capsys, path, registry_path)
+
+        assert status == 0
+        assert bays[SITE]["result"] == "skipped"
+        assert len([request for request in controller.requests if request.method == "POST"]) == 1
+
+
+def test_zerotier_central_failure_keeps_boards(tmp_path, virtual_boards, gateway, registry_path, capsys, monkeypatch):
+    with FakeCentral(ZT_TOKEN) as central:
+        central.add_network(ZT_CENTRAL_NETWORK, name="lot-7")
+        extra = '[zerotier]\nnetwork = "%s"\nmember = "%s"\napi = "central"\nurl = "%s"\n' % (
+            ZT_CENTRAL_NETWORK, GATEWAY_MEMBER, central.url)
+        path = write_manifest(tmp_path, gateway, [virtual_boards[0].port], extra=extra)
+        monkeypatch.delenv("BAYSENSE_ZT_CENTRAL_TOKEN_FILE", raising=False)
+        monkeypatch.setenv("ZEROTIER_CENTRAL_TOKEN", "wrongTOKEN000000000000001")
+
+        status, bays, _ = provision_json(capsys, path, registry_path)
+
+        assert status == 1
+        assert bays[SITE]["result"] == "failed"
+        assert bays["b1"]["result"] == OK
+        assert central.member(ZT_CENTRAL_NETWORK, GATEWAY_MEMBER) is None
+
+        monkeypatch.setenv("ZEROTIER_CENTRAL_TOKEN", ZT_TOKEN)
+        status, bays, _ = provision_json(capsys, path, registry_path)
+
+        assert status == 0
+        assert bays[SITE]["result"] == OK
+        assert bays["b1"]["result"] == "skipped"
+        member = central.member(ZT_CENTRAL_NETWORK, GATEWAY_MEMBER)
+        assert member["config"]["authorized"] is True
+        assert member["description"] == "Baysense gateway of lot-7, UDP %s:%d" % gateway.address
