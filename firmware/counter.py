@@ -1,7 +1,7 @@
 # The frame counter: strictly increasing for the device's whole life, across reboots and
 # power cuts, without a flash write for every frame.
 #
-# The file holds the first value not yet reserved, in decimal. At boot the node reserves a
+# The file contains the first value not yet reserved, in decimal. At boot the node reserves a
 # block of BLOCK values by writing start + BLOCK, then hands out values from the block; when
 # the block runs out it reserves the next one. So flash is written once per BLOCK frames (and
 # once per boot), and a reset skips at most the unused rest of a block. The gateway accepts
@@ -39,7 +39,7 @@ def _read_number(path):
 
 
 class Counter:
-    """Hands out frame counters; `floor` is a value the node knows was never used yet.
+    """Frame counters of one device, starting no lower than `floor`, a value never used yet.
 
     The node passes one above the highest counter in its outbox, so a counter file lost to a
     flash fault cannot make the counter go back below a frame still waiting to be sent.
@@ -51,7 +51,7 @@ class Counter:
         self._block = block
         self.reservations = 0  # flash writes of the bound since boot
         # True when the counter file existed but could not be read: the counter then continues
-        # from `floor`, which is only as good as what the outbox still holds.
+        # from `floor`, which is only as good as what the outbox still contains.
         self.recovered = False
 
         bound = _read_number(path)

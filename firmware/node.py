@@ -21,7 +21,7 @@ from outbox import Outbox
 VERSION = "0.2.0"
 
 # Resend back-off for the outbox head, in ms: doubled after each unanswered send up to the
-# maximum, each delay with up to a quarter of random jitter so that a site's nodes coming back
+# maximum. Each delay gets up to a quarter of random jitter, so that a site's nodes coming back
 # from one outage do not resend in lockstep. The back-off starts again from the minimum when an
 # ack arrives and when the Wi-Fi link comes back.
 RETRY_MIN_MS = 250
@@ -89,7 +89,7 @@ def settle_ms(detector):
 def resign(outbox, key, device_id):
     """Re-sign outbox frames whose tag does not verify under `key`; return how many changed.
 
-    After a key rotation the outbox still holds frames signed with the old key, which the
+    After a key rotation the outbox still contains frames signed with the old key, which the
     gateway no longer accepts. Each keeps its type, counter and body and gets a new tag.
     Frames of another device id (the board was given a new identity) are dropped: the new
     identity's gateway record does not own their history, and so are frames that no longer
@@ -134,7 +134,7 @@ class Node:
         # a full filesystem) ends in a reset instead of an idle REPL.
         self._watchdog = board.watchdog(self.timing["watchdog_ms"])
 
-        # Flash state next: the outbox tells the counter which values are already used.
+        # Flash state next: the outbox gives the counter the values already used.
         self.outbox = Outbox()
         resigned = resign(self.outbox, self._key, self.device_id)
         if resigned:

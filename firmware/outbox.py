@@ -11,7 +11,7 @@
 # Acknowledged frames are not erased one by one: the counter of the newest acknowledged frame
 # is kept in a second small file, and records at or below it are skipped at load. The log is
 # deleted once everything in it is acknowledged, and rewritten without the acknowledged
-# records once there are `capacity` of them, so it never holds more than 2 * capacity records.
+# records once there are `capacity` of them, so it never contains more than 2 * capacity records.
 #
 # Bounded: at most `capacity` unacknowledged frames. When a frame arrives and the outbox is
 # full, the oldest frame is dropped and counted in `dropped`: the newest state of a bay

@@ -35,8 +35,8 @@ SCALED_TIMING = {
 }
 
 # One ping a sample and short detector delays, so a car's arrival is reported in about half a
-# second instead of the default two to three seconds, and the node's report of its state after
-# boot comes about a second after boot instead of five.
+# second instead of the default two to three seconds. The node's report of its state after
+# boot then comes about a second after boot instead of five.
 FAST_SENSOR = {"pings_per_sample": 1, "sample_period_ms": 50, "ping_interval_ms": 10}
 FAST_DETECTOR = {"on_delay_ms": 200, "off_delay_ms": 200, "fault_after_ms": 1000}
 

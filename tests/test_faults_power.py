@@ -1,7 +1,7 @@
 """Power cuts on a virtual board: a cut-off outbox write is dropped, the rest kept, the counter never goes back.
 
 The board's interpreter is killed with SIGKILL, as a power cut stops an ESP32 wherever it is.
-A kill rarely lands inside the few microseconds of a file write, so one test writes the torn
+A kill rarely lands inside the few microseconds of a file write. So one test writes the torn
 record itself, the way a cut during an append leaves it, and another kills the board at
 random instants while it reports changes.
 """

@@ -1,4 +1,4 @@
-"""Key rotation with frames waiting in the outbox: nothing is lost, nothing goes out twice.
+"""Key rotation with frames waiting in the outbox: none is lost, each keeps its counter and body.
 
 Frames in a virtual board's outbox were signed with the old key when `baysense provision
 --rotate-key` gives the board a new one. At the next boot the node re-signs them with the new

@@ -15,7 +15,7 @@ WATCHDOG_MS = 1000
 WDT_RESET = 3
 POWERON_RESET = 1
 
-# Boots after the first find /hung on the board's flash and run normally.
+# The first boot writes /hung before it blocks. Later boots find it and run normally.
 HANGING_MAIN = """
 import os
 import time
