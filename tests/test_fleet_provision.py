@@ -3,7 +3,10 @@
 import json
 import os
 import sqlite3
+import signal
 import stat
+import subprocess
+import sys
 import time
 
 import pytest
@@ -272,3 +275,37 @@ def test_zerotier_central_failure_keeps_boards(tmp_path, virtual_boards, gateway
         member = central.member(ZT_CENTRAL_NETWORK, GATEWAY_MEMBER)
         assert member["config"]["authorized"] is True
         assert member["description"] == "Baysense gateway of lot-7, UDP %s:%d" % gateway.address
+
+
+def test_sigint_then_resume(tmp_path, gateway, registry_path):
+    # Boards paced like a 115200 bit/s USB bridge, so the deploy step is still running when
+    # SIGINT arrives.
+    board = boards.load("virtual")
+    paced = [VirtualBoard(tmp_path / ("paced%d" % index), board, baud=115200).start() for index in range(2)]
+    try:
+        path = write_manifest(tmp_path, gateway, [virtual.port for virtual in paced])
+        command = [sys.executable, "-m", "baysense.cli", "fleet", "provision", str(path), "--registry", str(registry_path)]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if "\tdeploy\trunning" in line:
+                process.send_signal(signal.SIGINT)
+                break
+        rest, _ = process.communicate(timeout=60)
+        assert process.returncode == 130, "".join(lines) + rest
+
+        with Registry(registry_path) as registry:
+            progress = Progress(registry, "lot-7")
+            assert {progress.steps(bay).get("restart") for bay in ("b1", "b2")} == {None}
+
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+        assert finished.returncode == 0, finished.stderr
+        with Registry(registry_path) as registry:
+            progress = Progress(registry, "lot-7")
+            for bay in ("b1", "b2"):
+                assert {row["result"] for row in progress.steps(bay).values()} == {OK}
+    finally:
+        for virtual in paced:
+            virtual.stop()

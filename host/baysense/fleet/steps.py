@@ -24,6 +24,9 @@ from .progress import FAILED, INTERRUPTED, OK, RUNNING, SKIPPED, Progress, finge
 log = logging.getLogger(__name__)
 
 STEPS = ("flash", "deploy", "provision", "selftest", "restart")
+# How long (s) the node may take from the soft reset to its start line: imports and the
+# counter's flash write take well under a second on an ESP32; config errors print at once.
+NODE_START_TIMEOUT_S = 10
 
 
 class Interrupted(Exception):
@@ -235,6 +238,28 @@ class BayWorker:
             result["sensor_value"], result["heartbeats"], result["ack_ms"])
 
     def do_restart(self, device, registry):
+        mark = len(device.log)
         device.soft_reset(run_main=True)
-        return "soft reset; main.py runs"
+        seconds = wait_for_node(device, self.bay.device_id, mark)
+        return "restarted; the node runs (%.1f s)" % seconds
+
+
+def wait_for_node(device, device_id, mark):
+    """Wait until the board prints the node's start line after `mark` in its log; return seconds.
+
+    Returning only then also means that the board's interpreter is up, so an exec right after
+    (a re-run, another tool) does not interrupt it while it starts.
+    """
+    started = time.monotonic()
+    marker = b"node %s firmware" % device_id.encode()
+    while marker not in device.log[mark:]:
+        if time.monotonic() - started > NODE_START_TIMEOUT_S:
+            tail = bytes(device.log[mark:])[-200:]
+            raise DeviceError(
+                "the node on %s did not start within %d s after the restart" % (device.port, NODE_START_TIMEOUT_S),
+                "check the board's log; it printed %r" % tail,
+            )
+        # Device keeps everything the board printed in `log`; this step only adds to it.
+        device.log += device.serial.read(device.serial.in_waiting or 1)
+    return time.monotonic() - started
 
