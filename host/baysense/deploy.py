@@ -1,8 +1,8 @@
 """`baysense deploy`: copy the firmware to a board, sending only what changed.
 
-The board's files are compared with the local build by SHA-256 (computed on the board in one
-exec), changed files are written atomically in one transfer (temporary name, then rename),
-and files an earlier deploy wrote that the build no longer has are removed. The list of
+The board's files are compared with the local build by SHA-256, computed on the board in one
+exec. Changed files are written atomically in one transfer (temporary name, then rename).
+Files that an earlier deploy wrote and the build no longer has are removed. The list of
 deployed files is kept on the board in MANIFEST, so files the user put there (config.json
 among them) are never touched.
 """

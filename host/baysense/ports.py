@@ -1,8 +1,8 @@
 """Serial ports: finding ESP32 boards on USB and resolving every command's --port.
 
-A --port value is a device path or pyserial URL (socket://, rfc2217://), `auto` (the one
-port whose USB bridge an ESP32 board uses), or `id:SERIAL` (the port whose USB serial number
-is SERIAL, which stays the same when the board moves to another hub socket).
+A --port value is a device path or pyserial URL (socket://, rfc2217://), or `auto`: the one
+port whose USB bridge an ESP32 board uses. It can also be `id:SERIAL`, the port whose USB
+serial number is SERIAL, which stays the same when the board moves to another hub socket.
 """
 
 import json

@@ -97,7 +97,7 @@ def provision(device, registry, device_id, gateway, board, wifi=None, rotate_key
 
 
 def read_wifi_password(password_file):
-    """The Wi-Fi password from a file, the environment, or a prompt: never from argv."""
+    """Read the Wi-Fi password from a file, the environment or a prompt, never from argv."""
     if password_file:
         return Path(password_file).read_text().strip()
     if os.environ.get(ENV_WIFI_PASSWORD) is not None:
