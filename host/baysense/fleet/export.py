@@ -55,7 +55,7 @@ def export_rows(registry, community, manifest=None):
                 "board": device["board"] if device else "",
                 "gateway": device["gateway"] if device else "",
                 "key_version": device["key_version"] if device else "",
-                "revoked": ("yes" if device["revoked"] else "no") if device else "",
+                "revoked": _yes_no(device["revoked"]) if device else "",
                 "port": step["port"] if step else "",
                 "step": step["step"] if step else "",
                 "result": step["result"] if step else "not started",
@@ -73,6 +73,12 @@ def to_csv(rows):
     for row in rows:
         writer.writerow({column: neutralise(row.get(column)) for column in COLUMNS})
     return buffer.getvalue()
+
+
+def _yes_no(flag):
+    if flag:
+        return "yes"
+    return "no"
 
 
 def _iso(timestamp):

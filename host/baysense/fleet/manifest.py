@@ -202,8 +202,8 @@ def _line_from_message(message):
 def toml_lines(text):
     """Map each key of a manifest to its line, scanning the text's table headers and keys.
 
-    NOTE: keys inside multi-line strings or arrays and bays given as inline tables are not
-    seen; their problems are reported at the nearest line that is (the table's header).
+    NOTE: keys inside multi-line strings or arrays, and bays given as inline tables, are not
+    seen. Their problems are reported at the nearest line that is seen (the table's header).
     """
     lines = Lines()
     table = ()
@@ -233,7 +233,7 @@ def toml_lines(text):
 
 
 class Lines:
-    """Where each part of the manifest is: (table..., key) -> line number."""
+    """The line of each part of the manifest: (table..., key) -> line number."""
 
     def __init__(self):
         self.keys = {}
@@ -566,5 +566,5 @@ class _Checker:
 
 
 def _named(where):
-    """The field name of a key path, without the bay's index: ("bays", 3, "port") -> ("port",)."""
+    """Return a key path's field name without the bay's index: ("bays", 3, "port") -> ("port",)."""
     return tuple(part for part in where if not isinstance(part, int) and part != "bays") or ("bays",)

@@ -5,7 +5,7 @@ ends, together with a fingerprint of its inputs (the firmware build, the gateway
 A re-run redoes a step unless it and every step before it are "ok" with the same fingerprint,
 so a changed input or a step cut short is never taken for done.
 
-The table's `manifest` column holds the site's community name: moving or renaming the
+The table's `manifest` column contains the site's community name: moving or renaming the
 manifest file keeps its progress.
 """
 

@@ -2,9 +2,9 @@
 
 A board's work is almost all waiting on its serial port, so threads overlap it well. Each
 worker owns its port and its own registry connection, and catches its own failures, so one
-failing board never stops the others. Ctrl-C (KeyboardInterrupt, in the main thread or raised
-from a worker's before_step hook) lets every worker finish the step it is in, records the
-next one as not done, and returns; the next run resumes there.
+failing board never stops the others. Ctrl-C is a KeyboardInterrupt in the main thread or one
+raised from a worker's before_step hook. It lets every worker finish the step it is in and
+record the next one as not done, so the next run resumes there.
 
 Bays with `port = "auto"` take the ESP32 boards found on USB in port order, then each newly
 plugged one in the order it appears. A board that already carries the device id of one of
@@ -303,9 +303,9 @@ class Run:
         if device_id is not None and any(bay.device_id == device_id for bay in self.manifest.bays):
             log.warning("the board on %s is already %s, which is not waiting for a board: left alone", port, device_id)
             return None
-        # A new board, or one provisioned for another site: the first waiting bay in manifest order.
-        # NOTE: a fresh board plugged in before the board of an interrupted bay takes that bay;
-        # the interrupted board is then left alone as a duplicate. Plug resumed boards first.
+        # A new board, or one provisioned for another site, takes the first waiting bay.
+        # NOTE: a fresh board plugged in before the board of an interrupted bay takes that bay,
+        # and the interrupted board is then left alone as a duplicate. Plug resumed boards first.
         return waiting[0]
 
     def _close_logs(self):

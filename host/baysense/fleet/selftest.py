@@ -1,4 +1,4 @@
-"""The on-board self-test: the sensor answers, and the gateway acknowledges a heartbeat.
+"""The on-board self-test: the sensor returns a reading, and the gateway acknowledges a heartbeat.
 
 The test runs as one exec on the board, through the firmware's own modules: the board layer
 reads the sensor once, and the uplink sends heartbeats framed by the firmware's protocol
@@ -15,8 +15,8 @@ from ..errors import DeviceError
 
 log = logging.getLogger(__name__)
 
-# How long the board may take to join Wi-Fi (ms): an ESP32 station usually associates and gets
-# an address in 2 to 5 s; a busy access point can take longer.
+# How long the board may take to join Wi-Fi (ms). An ESP32 station usually associates and gets
+# an address in 2 to 5 s (an estimate), and a busy access point can take longer.
 WIFI_TIMEOUT_MS = 20000
 # How long to wait for the acknowledgement (ms): the gateway reads new keys from the registry
 # every 0.25 s by default, so the first heartbeat after provisioning may go unanswered.

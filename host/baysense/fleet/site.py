@@ -38,7 +38,10 @@ def site_fingerprint(manifest):
 
 
 def authorize_gateway(manifest, progress, force=False):
-    """Authorize the gateway's member once per manifest change; return an Outcome, never raise."""
+    """Authorize the gateway's member once per manifest change and return an Outcome.
+
+    A failure the user can fix (a BaysenseError) becomes a failed Outcome, so the boards go on.
+    """
     settings = manifest.zerotier
     expected = site_fingerprint(manifest)
     label = "%s on %s" % (settings.member, settings.network)

@@ -35,7 +35,7 @@ class Interrupted(Exception):
 
 @dataclass
 class Outcome:
-    """How one bay ended in this run."""
+    """The end state of one bay in this run."""
 
     bay: str
     port: object
@@ -134,7 +134,11 @@ class BayWorker:
         self.log = run.board_log(bay.id)
 
     def work(self):
-        """Run this bay's steps; return its Outcome. Never raises, so one board never stops the others."""
+        """Run this bay's steps and return its Outcome.
+
+        Every Exception and KeyboardInterrupt is caught and becomes the Outcome, so one board
+        never stops the others.
+        """
         run = self.run
         started = time.monotonic()
         step = None

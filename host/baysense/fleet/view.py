@@ -1,4 +1,4 @@
-"""What `fleet provision` shows: a live table on a terminal, one line per step elsewhere, a
+"""The output of `fleet provision`: a live table on a terminal, one line per step elsewhere, a
 final summary table, or one JSON document for scripts.
 """
 

@@ -1,0 +1,149 @@
+"""Fleet benchmark: `baysense fleet provision` of 16 virtual boards against one board.
+
+Each virtual board runs in its own `baysense vboard` process, started fresh (empty filesystem)
+for every measurement, and the gateway runs in this process. Every figure is the wall time of
+the whole `baysense fleet provision` command (process start-up, build, deploy, provision,
+self-test with the gateway's acknowledgement, restart). Two pacings are measured:
+- 115200 baud, as a USB-serial bridge carries it: the port's wire time dominates, as on
+  real boards, and each board has its own port;
+- unpaced pseudo-terminals: all the work is CPU work on this machine's cores, which the 16
+  virtual boards' interpreters share with the workers.
+Goal: 16 boards take at most twice as long as one.
+
+Run alone: .venv/bin/python tools/bench_fleet.py [--boards 16] [--no-record]
+"""
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from baysense.gateway.server import GatewayThread
+from baysense.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "benchmarks.md"
+BIN = Path(sys.executable).parent
+PACED_BAUD = 115200
+GOAL_RATIO = 2.0
+# Limits that only stop a hang: a 16-board run takes well under a minute here.
+COMMAND_TIMEOUT_S = 600
+BOARD_START_TIMEOUT_S = 30
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+class BoardProcess:
+    """One `baysense vboard` process; `port` is its pseudo-terminal."""
+
+    def __init__(self, state_dir, baud):
+        command = [str(BIN / "baysense"), "vboard", "--dir", str(state_dir)]
+        if baud:
+            command += ["--baud", str(baud)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.port = None
+
+    def wait_for_port(self):
+        deadline = time.monotonic() + BOARD_START_TIMEOUT_S
+        for line in self.process.stdout:
+            if line.startswith("port: "):
+                self.port = line.split(":", 1)[1].strip()
+                return self.port
+            if time.monotonic() > deadline:
+                break
+        raise SystemExit("a virtual board did not print its port (exit %s)" % self.process.poll())
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def provision_fleet(scratch, count, baud):
+    """Provision `count` fresh virtual boards in one command; return its wall time in seconds."""
+    work = scratch / ("fleet-%d-%s" % (count, baud or "unpaced"))
+    work.mkdir()
+    registry_path = work / "registry.db"
+    Registry(registry_path).close()
+    boards = [BoardProcess(work / ("board%02d" % index), baud) for index in range(count)]
+    try:
+        ports = [board.wait_for_port() for board in boards]
+        with GatewayThread(work / "gateway.db", registry_path) as gateway:
+            bays = "".join('[[bays]]\nid = "bench-%02d"\nport = "%s"\n\n' % (index, port) for index, port in enumerate(ports))
+            manifest = work / "site.toml"
+            manifest.write_text(
+                'community = "bench"\ngateway = "%s:%d"\nboard = "virtual"\n\n%s' % (gateway.address[0], gateway.address[1], bays)
+            )
+            command = [str(BIN / "baysense"), "fleet", "provision", str(manifest), "--registry", str(registry_path), "--json"]
+            started = time.monotonic()
+            result = subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, cwd=ROOT)
+            elapsed = time.monotonic() - started
+    finally:
+        for board in boards:
+            board.stop()
+    if result.returncode != 0:
+        raise SystemExit("fleet provision of %d boards failed (exit %d):\n%s\n%s" % (count, result.returncode, result.stdout, result.stderr))
+    shutil.rmtree(work, ignore_errors=True)
+    return elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", type=int, default=16, help="boards in the large fleet (default 16)")
+    parser.add_argument("--no-record", action="store_true", help="print the figures without appending them")
+    options = parser.parse_args()
+
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="baysense-bench-fleet-") as scratch:
+        for baud in (PACED_BAUD, None):
+            one = provision_fleet(Path(scratch), 1, baud)
+            many = provision_fleet(Path(scratch), options.boards, baud)
+            ratio = many / one
+            pacing = "%d baud" % baud if baud else "unpaced pseudo-terminals"
+            lines.append(
+                "- %s: 1 board %.2f s, %d boards %.2f s: %.2f times as long (goal: at most %.0f; %s)"
+                % (pacing, one, options.boards, many, ratio, GOAL_RATIO, "met" if ratio <= GOAL_RATIO else "not met")
+            )
+            print(lines[-1], flush=True)
+    if options.no_record:
+        return 0
+
+    section = [
+        "",
+        "## Provisioning a fleet of virtual boards (tools/bench_fleet.py, %s)" % time.strftime("%Y-%m-%d"),
+        "",
+        "Command: `.venv/bin/python tools/bench_fleet.py` (each board a fresh `baysense vboard` process; wall time of"
+        " the whole `baysense fleet provision` command: build, deploy, provision, self-test acknowledged by the"
+        " gateway, restart).",
+        "Machine: %d CPUs (`nproc`), %s, %s, Python %s."
+        % (os.cpu_count(), cpu_model(), platform.machine(), platform.python_version()),
+        "",
+        *lines,
+        "",
+    ]
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmarks\n")
+    with open(RESULTS, "a") as handle:
+        handle.write("\n".join(section))
+    print("appended to %s" % RESULTS.relative_to(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
