@@ -1,0 +1,191 @@
+"""The bench: which boards a session tests, the gateway they report to, and the bench controller.
+
+Boards come from `--board PORT[@DEFINITION]` (repeatable; PORT `virtual` starts a virtual
+board), else from $BAYSENSE_BOARDS (the same items, comma-separated), plus `--boards N` virtual
+boards. A bench made of virtual boards only grows on demand: a test that needs a magnetometer
+board, or more boards than there are, gets new virtual ones. A bench with a real board never
+does, so a run meant for hardware cannot pass on simulations alone.
+"""
+
+import json
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import boards as board_definitions
+from ..device import Device
+from ..errors import BaysenseError, ConfigError, DeviceError
+from ..paths import FIRMWARE_DIR
+from .board import Board
+from .console import Console
+from .controller import BenchController, load_wiring
+from .gateway import HilGateway
+from .stimulus import BenchBay, VirtualBay
+from .targets import SerialTarget, VirtualTarget
+
+log = logging.getLogger(__name__)
+
+ENV_BOARDS = "BAYSENSE_BOARDS"
+VIRTUAL = "virtual"
+# The board definition a virtual board of each sensor kind gets.
+VIRTUAL_DEFINITIONS = {"ultrasonic": "virtual", "magnetometer": "virtual-magnetometer", "presence": "virtual-presence"}
+# Boards started or prepared at once: each virtual board is one MicroPython process.
+MAX_PARALLEL = 8
+_UNSAFE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class BenchTooSmall(BaysenseError):
+    """The bench has no board the test can use (the plugin turns this into a skip)."""
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """One --board item: a port (or "virtual") and an optional board definition name or path."""
+
+    port: str
+    definition: str | None = None
+
+
+def parse_board(text):
+    """Split PORT[@DEFINITION]; the suffix counts only when it names a definition."""
+    port, separator, name = text.strip().rpartition("@")
+    if separator and (name in board_definitions.names() or name.endswith(".json")):
+        return BoardSpec(port, name)
+    return BoardSpec(text.strip())
+
+
+def bench_specs(board_options, virtual_count, environ):
+    """Return the BoardSpecs of the options, or of $BAYSENSE_BOARDS when no --board was given."""
+    texts = list(board_options)
+    if not texts and environ.get(ENV_BOARDS):
+        texts = [item for item in environ[ENV_BOARDS].split(",") if item.strip()]
+    specs = [parse_board(text) for text in texts]
+    if virtual_count:
+        if virtual_count < 0:
+            raise ConfigError("--boards %d is negative" % virtual_count, "pass the number of virtual boards to start")
+        specs += [BoardSpec(VIRTUAL)] * virtual_count
+    return specs
+
+
+class Bench:
+    """The boards of one pytest session, created on first use and stopped at the end."""
+
+    def __init__(self, specs, folder, gateway_host="127.0.0.1", controller_port=None, wiring_path=None, firmware_dir=None):
+        self.folder = Path(folder)
+        self.firmware_dir = Path(firmware_dir) if firmware_dir else FIRMWARE_DIR
+        if not (self.firmware_dir / "main.py").is_file():
+            raise ConfigError("no main.py in the firmware folder %s" % self.firmware_dir, "pass --firmware with the folder holding the node's main.py")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.elastic = all(spec.port == VIRTUAL for spec in specs)
+        self.gateway = HilGateway(self._subfolder("gateway"), gateway_host)
+        self.controller_port = controller_port
+        self.wiring_path = wiring_path
+        self.controller = None
+        self.boards = []
+        self._virtual_count = 0
+        self._started = False
+        for spec in specs:
+            self.boards.append(self._make_board(spec))
+        if not self.elastic and gateway_host.startswith("127."):
+            raise ConfigError(
+                "a real board cannot reach a gateway on %s" % gateway_host,
+                "pass --gateway-listen with this machine's address on the board's Wi-Fi network",
+            )
+
+    @property
+    def has_real_board(self):
+        return any(not board.virtual for board in self.boards)
+
+    def start(self):
+        """Start the gateway and the bench controller (once)."""
+        if self._started:
+            return
+        self.gateway.start()
+        if self.controller_port:
+            self.controller = BenchController(self.controller_port, load_wiring(self.wiring_path)).install()
+            for board in self.boards:
+                if not board.virtual:
+                    board.bay = BenchBay(board.name, self.controller, board.definition, self.gateway)
+        self._started = True
+
+    def close(self):
+        for board in self.boards:
+            try:
+                board.target.shutdown()
+            except (BaysenseError, OSError) as error:
+                log.warning("stopping %s failed: %s", board.name, error)
+            board.console.shutdown()
+        if self.controller is not None:
+            self.controller.close()
+        self.gateway.stop()
+
+    def acquire(self, count=1, kind=None):
+        """Return `count` boards with a sensor of `kind` (any kind when None), adding virtual ones if allowed."""
+        self.start()
+        chosen = [board for board in self.boards if kind is None or board.kind == kind][:count]
+        while len(chosen) < count and self.elastic:
+            definition = VIRTUAL_DEFINITIONS[kind or "ultrasonic"]
+            board = self._make_board(BoardSpec(VIRTUAL, definition))
+            self.boards.append(board)
+            chosen.append(board)
+        if len(chosen) < count:
+            wanted = "%d board(s)%s" % (count, " with a %s sensor" % kind if kind else "")
+            raise BenchTooSmall(
+                "the bench has %d of the %s this test needs" % (len(chosen), wanted),
+                "pass one --board PORT@DEFINITION for each (see docs/hil.md)",
+            )
+        return chosen
+
+    def run_on_each(self, boards, action):
+        """Call action(board) on every board at once; re-raise the first failure."""
+        if len(boards) == 1:
+            return [action(boards[0])]
+        with ThreadPoolExecutor(max_workers=min(len(boards), MAX_PARALLEL)) as pool:
+            futures = [pool.submit(action, board) for board in boards]
+            return [future.result() for future in futures]
+
+    # -- building boards
+
+    def _make_board(self, spec):
+        if spec.port == VIRTUAL:
+            self._virtual_count += 1
+            name = "v%d" % self._virtual_count
+            definition = board_definitions.load(spec.definition or VIRTUAL_DEFINITIONS["ultrasonic"])
+            folder = self._subfolder("boards", name)
+            console = Console(name, folder / "console.log")
+            target = VirtualTarget(name, folder / "state", definition, console)
+            device_id = "hil-%s-%s" % (name, definition["sensor"]["kind"])
+            board = Board(name, definition, target, console, device_id, self.gateway, self.firmware_dir)
+            board.bay = VirtualBay(name, target.stimulus, definition)
+            return board
+
+        name = _UNSAFE_ID_CHARACTERS.sub("_", Path(spec.port).name or spec.port)[:24]
+        definition = board_definitions.load(spec.definition) if spec.definition else _definition_on_board(spec.port)
+        folder = self._subfolder("boards", name)
+        console = Console(name, folder / "console.log")
+        target = SerialTarget(name, spec.port, definition, console)
+        board = Board(name, definition, target, console, "hil-%s" % name, self.gateway, self.firmware_dir)
+        board.bay = BenchBay(name, None, definition, self.gateway)
+        return board
+
+    def _subfolder(self, *parts):
+        folder = self.folder.joinpath(*parts)
+        # Virtual boards keep their keys in here: private to this user, as the registry is.
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder
+
+
+def _definition_on_board(port):
+    """Return the board definition a real board was provisioned with (its /config.json)."""
+    hint = "pass --board %s@DEFINITION with one of: %s" % (port, ", ".join(board_definitions.names()))
+    try:
+        with Device(port) as device:
+            config = json.loads(device.read_file("/config.json"))
+    except (DeviceError, ValueError) as error:
+        raise ConfigError("cannot tell which board definition %s has (%s)" % (port, error), hint) from error
+    definition = config.get("board")
+    if not isinstance(definition, dict):
+        raise ConfigError("the /config.json on %s has no board definition" % port, hint)
+    return board_definitions.validate(definition, "the /config.json on %s" % port)

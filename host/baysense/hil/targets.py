@@ -1,0 +1,157 @@
+"""How to power, reset and boot one kind of board: a virtual board or a board on a serial port.
+
+A target does the physical steps only (start a process, toggle a modem line); the strategy
+decides which steps a state change needs and checks that the board got there.
+"""
+
+import logging
+import time
+
+from esptool.reset import HardReset
+
+from ..errors import DeviceError
+from ..rom.server import BackgroundServer
+from ..vboard.board import VirtualBoard
+from ..vboard.stimulus import Stimulus
+
+log = logging.getLogger(__name__)
+
+# Boards whose USB bridge drives EN and IO0 from RTS and DTR (the DevKit auto-reset circuit).
+# A chip on its own USB port (USB-Serial-JTAG) leaves the bus while EN is low instead.
+BRIDGED_USB = {"cp210x", "ch340", "ch9102", "ftdi"}
+# How long (seconds) a chip on its own USB port may take to come back on the bus after a reset.
+REENUMERATE_TIMEOUT_S = 5.0
+REENUMERATE_POLL_S = 0.1
+
+
+class VirtualTarget:
+    """A virtual board in `state_dir`; its bootloader is the virtual ROM on a TCP port.
+
+    The virtual board and the virtual ROM are separate programs, so the bootloader state
+    stops the interpreter and serves the ROM on the board's flash file, at a socket:// URL
+    instead of the pseudo-terminal. The ROM resets into download mode on each connection.
+    """
+
+    virtual = True
+    bootloader_connect_mode = "no-reset"
+
+    def __init__(self, name, state_dir, definition, console, baud=None):
+        self.name = name
+        self.state_dir = state_dir
+        self.definition = definition
+        self.console = console
+        self.baud = baud
+        self.vboard = None
+        self.rom = None
+        # The world is set before the first power-on, so the board boots into it.
+        (state_dir / "sim").mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.stimulus = Stimulus(state_dir / "sim")
+
+    def unsupported(self, state):
+        return None
+
+    @property
+    def serial_log_path(self):
+        """The board's own record of what it printed, kept by the virtual board."""
+        return self.state_dir / "serial.log"
+
+    def power_off(self):
+        self.console.close()
+        if self.vboard is not None:
+            self.vboard.stop()
+            self.vboard = None
+        if self.rom is not None:
+            self.rom.stop()
+            self.rom = None
+
+    def enter_bootloader(self):
+        """Power off, then serve the virtual ROM; return the URL esptool connects to."""
+        self.power_off()
+        self.rom = BackgroundServer(
+            self.state_dir / "flash.bin", self.definition["chip"], flash_size=self.definition["flash_size_bytes"]
+        ).start()
+        return self.rom.url
+
+    def power_on(self):
+        """Start the board if it is off (it boots into main.py) and open its console."""
+        if self.rom is not None:
+            self.rom.stop()
+            self.rom = None
+        if self.vboard is None:
+            self.vboard = VirtualBoard(self.state_dir, self.definition, baud=self.baud).start()
+        if not self.console.is_open:
+            self.console.open(self.vboard.port)
+
+    def reset(self):
+        """Cut the power and restore it: the interpreter dies wherever it is, then boots."""
+        self.vboard.power_cycle()
+
+    def shutdown(self):
+        self.power_off()
+
+
+class SerialTarget:
+    """A board on a USB serial port, reset through its modem lines as esptool does."""
+
+    virtual = False
+    bootloader_connect_mode = "default-reset"
+
+    def __init__(self, name, port, definition, console):
+        self.name = name
+        self.port = port
+        self.definition = definition
+        self.console = console
+        self.native_usb = definition["usb_bridge"] not in BRIDGED_USB
+        self.serial_log_path = console.log_path
+
+    def unsupported(self, state):
+        if state == "off" and self.native_usb:
+            return (
+                "%s is on the chip's own USB port (%s): holding EN low would take the port off the bus,"
+                " so the off state needs a power relay, which this plugin does not drive yet"
+                % (self.name, self.definition["usb_bridge"])
+            )
+        return None
+
+    def power_off(self):
+        """Hold the chip in reset: RTS low pulls EN low on the DevKit auto-reset circuit."""
+        if not self.console.is_open:
+            self.console.open(self.port)
+        with self.console.use() as device:
+            device.serial.dtr = False  # IO0 high, so releasing EN later boots the firmware
+            device.serial.rts = True
+
+    def enter_bootloader(self):
+        """Free the port for esptool, whose reset sequence puts the chip in download mode."""
+        self.console.close()
+        return self.port
+
+    def power_on(self):
+        """Release or pulse EN so the chip boots from flash, then open its console."""
+        if not self.console.is_open:
+            self.console.open(self.port)
+        self.reset()
+
+    def reset(self):
+        # NOTE: written from esptool's reset code and the DevKitC schematic; not yet run on a
+        # bench, where a USB hub or bridge quirk may need a longer hold.
+        with self.console.use() as device:
+            device.serial.dtr = False
+            HardReset(device.serial, uses_usb=self.native_usb).reset()
+        if self.native_usb:
+            self._reopen_after_reset()
+
+    def _reopen_after_reset(self):
+        self.console.close()
+        deadline = time.monotonic() + REENUMERATE_TIMEOUT_S
+        while True:
+            try:
+                self.console.open(self.port)
+                return
+            except DeviceError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(REENUMERATE_POLL_S)
+
+    def shutdown(self):
+        self.console.close()
