@@ -3,7 +3,7 @@
 # Runs on MicroPython (the node) and on CPython (host tests and replay checks). The per-sample
 # path (update, fault) uses small integers and preallocated arrays only: a float is a heap
 # object on the ESP32 port, and this path runs for every sample, so it must not allocate.
-# docs/detector.md describes the settings, the state machine and how the defaults were chosen.
+# docs/detector.md describes the settings, the state machines and how the defaults were chosen.
 
 from array import array
 
@@ -47,7 +47,7 @@ KIND_MAGNETOMETER = "magnetometer"
 KIND_PRESENCE = "presence"
 KINDS = (KIND_ULTRASONIC, KIND_MAGNETOMETER, KIND_PRESENCE)
 
-# Phases of the field state machine (magnetometer). The reported state is derived from them.
+# Phases of the field state machine. The reported state follows from them.
 PHASE_CALIBRATING = const(0)
 PHASE_VACANT = const(1)
 PHASE_ARRIVING = const(2)
@@ -55,15 +55,16 @@ PHASE_OCCUPIED = const(3)
 PHASE_LEAVING = const(4)
 PHASE_NAMES = ("calibrating", "vacant", "arriving", "occupied", "leaving")
 
-_NO_WISH = const(-1)
-_FIXED_SHIFT = const(8)
-_SETTLE_SHIFT = const(3)  # baseline follows 1/8 of the gap per sample while it settles  # baselines are kept in 1/256 count so slow drift is not rounded away
+NO_WISH = const(-1)  # a decision returned by a sample that changes nothing
+_FIXED_SHIFT = const(8)  # levels kept in 1/256 count, so slow drift is not rounded away
 
 # Ring sizes are fixed at start-up; settings larger than these are rejected.
 MAX_SMOOTH_SAMPLES = const(32)
 MAX_ACTIVITY_SAMPLES = const(64)
-MAX_CALIBRATION_SAMPLES = const(96)
+MAX_CALIBRATION_SAMPLES = const(96)  # 8.6 s at the 11 Hz of a QMC5883L run at 10 Hz + jitter
 
+# Defaults per kind. The magnetometer values were tuned on recorded parking episodes (see
+# docs/detector.md); a board's "detector" section overrides any of them.
 DEFAULTS = {
     "ultrasonic": {
         "on_delay_ms": 2000,
@@ -74,24 +75,26 @@ DEFAULTS = {
         "valid_max_mm": 4500,
     },
     "magnetometer": {
-        "on_delay_ms": 6000,
-        "quiet_ms": 1500,
-        "exit_min_ms": 4000,
+        "on_delay_ms": 4500,
+        "off_delay_ms": 3000,
+        "exit_min_ms": 3000,
+        "gap_ms": 1000,
         "fault_after_ms": 5000,
         "stuck_after_ms": 60000,
-        "calibration_ms": 2000,
-        "calibration_max_ms": 3500,
-        "warmup_ms": 1500,
-        "settle_ms": 8000,
-        "gap_ms": 1000,
-        "band_noise_percent": 200,
-        "noise_samples": 32,
-        "smooth_samples": 5,
+        "warmup_ms": 4000,
+        "calibration_ms": 2500,
+        "calibration_max_ms": 6000,
+        "smooth_samples": 16,
         "second_smooth_samples": 3,
         "activity_samples": 8,
-        "band_min_counts": 12,
-        "band_spread_percent": 200,
-        "drift_samples": 256,
+        "vacant_below_delta": 8,
+        "occupied_above_delta": 60,
+        "level_band_iqr_percent": 150,
+        "level_band_noise_percent": 400,
+        "activity_band_calibration_percent": 60,
+        "activity_band_noise_percent": 250,
+        "noise_samples": 32,
+        "drift_samples": 32,
         "valid_min_counts": -32768,
         "valid_max_counts": 32767,
     },
@@ -110,11 +113,20 @@ def _setting(settings, defaults, name):
     return int(defaults[name])
 
 
-def _power_of_two_at_least(count):
+def _shift_for(count):
+    # The power of two at least `count`, as a shift: an average over ~count samples.
     shift = 0
     while (1 << shift) < count:
         shift += 1
     return shift
+
+
+def _clamp(value, low, high):
+    if value < low:
+        return low
+    if value > high:
+        return high
+    return value
 
 
 class MovingSum:
@@ -152,11 +164,46 @@ class MovingSum:
         return self._sum
 
 
+class Spread:
+    """Max minus min of the last `size` values, in a preallocated ring."""
+
+    def __init__(self, size):
+        self.size = size
+        self._ring = array("i", [0] * size)
+        self.clear()
+
+    def clear(self):
+        self._count = 0
+        self._index = 0
+
+    def push(self, value):
+        ring = self._ring
+        index = self._index
+        ring[index] = value
+        index += 1
+        if index == self.size:
+            index = 0
+        self._index = index
+        if self._count < self.size:
+            self._count += 1
+        low = ring[0]
+        high = low
+        for i in range(1, self._count):
+            sample = ring[i]
+            if sample < low:
+                low = sample
+            elif sample > high:
+                high = sample
+        return high - low
+
+
 class Detector:
-    """Vacant/occupied/fault decision for one bay, with time hysteresis.
+    """Vacant/occupied/fault decision for one bay.
 
     `settings` is a board's "detector" section plus "kind"; missing keys take DEFAULTS[kind].
-    After __init__, update() and fault() allocate nothing.
+    The faults, the stuck-reading check and the range check are common; the decision itself
+    is a ThresholdDecision (ultrasonic, presence) or a FieldDecision (magnetometer). After
+    __init__, update() and fault() allocate nothing.
     """
 
     def __init__(self, settings):
@@ -165,14 +212,18 @@ class Detector:
             raise ValueError("detector kind %r is not one of %s" % (kind, ", ".join(KINDS)))
         self.kind = kind
         defaults = DEFAULTS[kind]
-        self.on_delay_ms = _setting(settings, defaults, "on_delay_ms")
         self.fault_after_ms = _setting(settings, defaults, "fault_after_ms")
         self.stuck_after_ms = _setting(settings, defaults, "stuck_after_ms")
+        if kind == KIND_MAGNETOMETER:
+            self.decision = FieldDecision(settings, defaults)
+        else:
+            self.decision = ThresholdDecision(kind, settings, defaults)
+        self.valid_min = self.decision.valid_min
+        self.valid_max = self.decision.valid_max
 
         self.state = STATE_VACANT
         self.reason = FAULT_NONE
         self.value = 0
-        self.phase = PHASE_VACANT
 
         self._faulting = False
         self._fault_since = 0
@@ -180,12 +231,9 @@ class Detector:
         self._last_raw = 0
         self._raw_since = 0
 
-        if kind == KIND_MAGNETOMETER:
-            self._init_field(settings, defaults)
-        else:
-            self._init_level(settings, defaults)
-
-    # ---- common path -------------------------------------------------------------------
+    @property
+    def phase(self):
+        return self.decision.phase
 
     def update(self, value, now_ms):
         """Feed one reading; return True when self.state changed."""
@@ -200,13 +248,14 @@ class Detector:
             return self.fault(FAULT_STUCK, now_ms)
         self._faulting = False
 
-        if self.kind == KIND_MAGNETOMETER:
-            wish = self._field_update(value, now_ms)
-        else:
-            wish = self._level_update(value, now_ms)
-        if wish == _NO_WISH:
+        decision = self.decision
+        wish = decision.decide(value, now_ms)
+        self.value = decision.value
+        if wish == NO_WISH or wish == self.state:
             return False
-        return self._report(wish)
+        self.state = wish
+        self.reason = FAULT_NONE
+        return True
 
     def fault(self, reason, now_ms):
         """Record a sensor fault; the state becomes fault once faults last fault_after_ms.
@@ -224,38 +273,33 @@ class Detector:
             return False
         self.reason = reason
         self.state = STATE_FAULT
-        self._forget_decision()
+        # The next state must come from fresh samples, through the delays again.
+        self.decision.restart()
         return True
 
     def calibrate(self):
-        """Re-learn the vacant baseline from the next calibration_ms of samples.
+        """Re-learn the vacant baseline from the next samples (magnetometer only).
 
-        Only the magnetometer has a learned baseline; the other kinds use fixed thresholds.
-        The reported state is kept until the calibration ends.
+        The other kinds use fixed thresholds and ignore this. The reported state is kept
+        until the calibration ends, then it is vacant.
         """
         if self.kind == KIND_MAGNETOMETER:
-            self._start_calibration()
+            self.decision.restart()
 
-    def _report(self, state):
-        if state == self.state:
-            return False
-        self.state = state
-        self.reason = FAULT_NONE
-        return True
 
-    def _forget_decision(self):
-        # After a fault the next state must be decided from fresh samples, with the delays.
-        if self.kind == KIND_MAGNETOMETER:
-            self._start_calibration()
-        else:
-            self._pending = _NO_WISH
-            self._decided = _NO_WISH
+class ThresholdDecision:
+    """Fixed thresholds with time hysteresis: ultrasonic distance, or a 0/1 presence input."""
 
-    # ---- ultrasonic and presence: fixed thresholds with time hysteresis ------------------
-
-    def _init_level(self, settings, defaults):
+    def __init__(self, kind, settings, defaults):
+        self.on_delay_ms = _setting(settings, defaults, "on_delay_ms")
         self.off_delay_ms = _setting(settings, defaults, "off_delay_ms")
-        if self.kind == KIND_ULTRASONIC:
+        self.presence = kind == KIND_PRESENCE
+        if self.presence:
+            self.occupied_below = 0
+            self.vacant_above = 1
+            self.valid_min = 0
+            self.valid_max = 1
+        else:
             self.occupied_below = int(settings["occupied_below_mm"])
             self.vacant_above = int(settings["vacant_above_mm"])
             if self.occupied_below >= self.vacant_above:
@@ -265,309 +309,306 @@ class Detector:
                 )
             self.valid_min = _setting(settings, defaults, "valid_min_mm")
             self.valid_max = _setting(settings, defaults, "valid_max_mm")
-        else:
-            self.valid_min = 0
-            self.valid_max = 1
+        self.value = 0
+        self.phase = PHASE_VACANT
         self._decided = STATE_VACANT
-        self._pending = _NO_WISH
+        self._pending = NO_WISH
         self._pending_since = 0
 
-    def _level_update(self, value, now_ms):
+    def restart(self):
+        self._decided = NO_WISH
+        self._pending = NO_WISH
+
+    def decide(self, value, now_ms):
         self.value = value
-        if self.kind == KIND_PRESENCE:
+        if self.presence:
             wish = STATE_OCCUPIED if value else STATE_VACANT
         elif value <= self.occupied_below:
             wish = STATE_OCCUPIED
         elif value >= self.vacant_above:
             wish = STATE_VACANT
         else:
-            wish = _NO_WISH  # between the thresholds: keep the current decision
+            wish = NO_WISH  # between the thresholds: keep the current decision
 
-        if wish == _NO_WISH or wish == self._decided:
-            self._pending = _NO_WISH
+        if wish == NO_WISH or wish == self._decided:
+            self._pending = NO_WISH
             return wish
         if wish != self._pending:
             self._pending = wish
             self._pending_since = now_ms
-            return _NO_WISH
+            return NO_WISH
         delay = self.on_delay_ms if wish == STATE_OCCUPIED else self.off_delay_ms
         if ticks_diff(now_ms, self._pending_since) < delay:
-            return _NO_WISH
+            return NO_WISH
         self._decided = wish
-        self._pending = _NO_WISH
+        self._pending = NO_WISH
         self.phase = PHASE_OCCUPIED if wish == STATE_OCCUPIED else PHASE_VACANT
         return wish
 
-    # ---- magnetometer: baseline, noise band and vehicle transients -----------------------
 
-    def _init_field(self, settings, defaults):
-        self.quiet_ms = _setting(settings, defaults, "quiet_ms")
-        self.exit_min_ms = _setting(settings, defaults, "exit_min_ms")
-        self.calibration_ms = _setting(settings, defaults, "calibration_ms")
-        self.band_min = _setting(settings, defaults, "band_min_counts")
-        self.band_spread_percent = _setting(settings, defaults, "band_spread_percent")
-        self.valid_min = _setting(settings, defaults, "valid_min_counts")
-        self.valid_max = _setting(settings, defaults, "valid_max_counts")
-        smooth = _setting(settings, defaults, "smooth_samples")
-        activity = _setting(settings, defaults, "activity_samples")
-        if not 1 <= smooth <= MAX_SMOOTH_SAMPLES:
-            raise ValueError("smooth_samples (%d) must be 1..%d" % (smooth, MAX_SMOOTH_SAMPLES))
-        if not 2 <= activity <= MAX_ACTIVITY_SAMPLES:
-            raise ValueError("activity_samples (%d) must be 2..%d" % (activity, MAX_ACTIVITY_SAMPLES))
-        self._drift_shift = _power_of_two_at_least(_setting(settings, defaults, "drift_samples"))
+class FieldDecision:
+    """Magnetometer: a vehicle is seen by its transients and by the field's offset.
 
-        second = _setting(settings, defaults, "second_smooth_samples")
-        if not 1 <= second <= MAX_SMOOTH_SAMPLES:
-            raise ValueError("second_smooth_samples (%d) must be 1..%d" % (second, MAX_SMOOTH_SAMPLES))
-        self._first_average = MovingSum(smooth)
+    The raw counts pass two moving averages (which null periodic interference), then two
+    measures are compared with bands learned from the noise: the offset of the field from the
+    empty bay's baseline (level band) and the spread of the field over a short window
+    (activity band, high while a vehicle moves over the sensor).
+
+    vacant -> arriving: the field starts changing.
+    arriving -> occupied: the field kept changing or stayed off the baseline for on_delay_ms,
+        longer than a passing vehicle takes (gaps shorter than gap_ms are bridged).
+    arriving -> vacant: it went quiet and back to the baseline first (a passer-by).
+    occupied -> leaving: the field starts changing again, after it had settled.
+    leaving -> vacant: it went quiet for off_delay_ms after a transient of at least
+        exit_min_ms (a departure manoeuvre), or back at the baseline after sitting off it.
+    leaving -> occupied: a short disturbance that ended away from the baseline.
+    """
+
+    def __init__(self, settings, defaults):
+        get = _setting
+        self.on_delay_ms = get(settings, defaults, "on_delay_ms")
+        self.off_delay_ms = get(settings, defaults, "off_delay_ms")
+        self.exit_min_ms = get(settings, defaults, "exit_min_ms")
+        self.gap_ms = get(settings, defaults, "gap_ms")
+        self.warmup_ms = get(settings, defaults, "warmup_ms")
+        self.calibration_ms = get(settings, defaults, "calibration_ms")
+        self.calibration_max_ms = get(settings, defaults, "calibration_max_ms")
+        self.band_min = get(settings, defaults, "vacant_below_delta")
+        self.band_max = get(settings, defaults, "occupied_above_delta")
+        if self.band_min > self.band_max:
+            raise ValueError(
+                "vacant_below_delta (%d) must not exceed occupied_above_delta (%d)" % (self.band_min, self.band_max)
+            )
+        self.level_iqr_percent = get(settings, defaults, "level_band_iqr_percent")
+        self.level_noise_percent = get(settings, defaults, "level_band_noise_percent")
+        self.activity_calibration_percent = get(settings, defaults, "activity_band_calibration_percent")
+        self.activity_noise_percent = get(settings, defaults, "activity_band_noise_percent")
+        self.valid_min = get(settings, defaults, "valid_min_counts")
+        self.valid_max = get(settings, defaults, "valid_max_counts")
+        self._noise_shift = _shift_for(get(settings, defaults, "noise_samples"))
+        self._drift_shift = _shift_for(get(settings, defaults, "drift_samples"))
+
+        first = get(settings, defaults, "smooth_samples")
+        second = get(settings, defaults, "second_smooth_samples")
+        activity = get(settings, defaults, "activity_samples")
+        for name, size, low, high in (
+            ("smooth_samples", first, 1, MAX_SMOOTH_SAMPLES),
+            ("second_smooth_samples", second, 1, MAX_SMOOTH_SAMPLES),
+            ("activity_samples", activity, 2, MAX_ACTIVITY_SAMPLES),
+        ):
+            if not low <= size <= high:
+                raise ValueError("%s (%d) must be %d..%d" % (name, size, low, high))
+        self._first_average = MovingSum(first)
         self._second_average = MovingSum(second)
-        self._smooth_divisor = smooth * second
-        self._smooth_ring = array("i", [0] * activity)
-        self._smooth_size = activity
-        self._calibration_capacity = MAX_CALIBRATION_SAMPLES
-        self._calibration_ring = array("i", [0] * MAX_CALIBRATION_SAMPLES)
+        self._smooth_divisor = first * second
+        self._spread = Spread(activity)
+        self._calibration_values = array("i", [0] * MAX_CALIBRATION_SAMPLES)
         self._calibration_times = array("i", [0] * MAX_CALIBRATION_SAMPLES)
-        self._calibration_scratch = array("i", [0] * MAX_CALIBRATION_SAMPLES)
-        self.calibration_max_ms = _setting(settings, defaults, "calibration_max_ms")
-        self.warmup_ms = _setting(settings, defaults, "warmup_ms")
-        self.band_noise_percent = _setting(settings, defaults, "band_noise_percent")
-        self._noise_shift = _power_of_two_at_least(_setting(settings, defaults, "noise_samples"))
-        self._noise_fixed = 0
-        self.settle_ms = _setting(settings, defaults, "settle_ms")
-        self.gap_ms = _setting(settings, defaults, "gap_ms")
-        self.active_presence = int(settings.get("active_presence", 1))
-        self._present_at = 0
-        self._calibrated_at = 0
-        self._confident = False
-        self.band = self.band_min
+        self._sorted = array("i", [0] * MAX_CALIBRATION_SAMPLES)
+
+        self.value = 0  # |field - baseline| in counts, after smoothing
         self.baseline = 0
-        self.level = 0
+        self.band = self.band_min
+        self.activity_band = self.band_min
         self._baseline_fixed = 0
         self._level_fixed = 0
-        self._start_calibration()
+        self._offset_noise_fixed = 0
+        self._spread_noise_fixed = 0
+        self.restart()
 
-    def _start_calibration(self):
+    def restart(self):
+        """Start over from calibration: filters emptied, baseline and bands re-learned."""
         self.phase = PHASE_CALIBRATING
         self._first_average.clear()
         self._second_average.clear()
-        self._smooth_count = 0
-        self._smooth_index = 0
-        self._calibration_armed = False
+        self._spread.clear()
+        self._calibration_started = False
         self._calibration_since = 0
         self._calibration_count = 0
+        self._calibration_spread = 0
         self._event_since = 0
         self._disturbed_at = 0
+        self._present_at = 0
         self._settling = False
 
-    def _smooth(self, value):
-        # Two moving averages in cascade: each puts spectral nulls at multiples of
+    def decide(self, value, now_ms):
+        # Two moving averages in cascade: each nulls the frequencies that are multiples of
         # (sample rate / its length), so together they remove periodic interference at two
         # frequencies with less lag than one long average.
-        first = self._first_average.push(value)
-        return self._second_average.push(first) // self._smooth_divisor
-
-    def _activity(self, smooth):
-        # Spread (max - min) of the smoothed signal over the last activity_samples.
-        ring = self._smooth_ring
-        index = self._smooth_index
-        ring[index] = smooth
-        index += 1
-        if index == self._smooth_size:
-            index = 0
-        self._smooth_index = index
-        if self._smooth_count < self._smooth_size:
-            self._smooth_count += 1
-        count = self._smooth_count
-        low = ring[0]
-        high = low
-        for i in range(1, count):
-            sample = ring[i]
-            if sample < low:
-                low = sample
-            elif sample > high:
-                high = sample
-        return high - low
-
-    def _field_update(self, value, now_ms):
-        smooth = self._smooth(value)
-        spread = self._activity(smooth)
-        phase = self.phase
-
-        if phase == PHASE_CALIBRATING:
+        smooth = self._second_average.push(self._first_average.push(value)) // self._smooth_divisor
+        spread = self._spread.push(smooth)
+        if self.phase == PHASE_CALIBRATING:
             self.value = 0
-            self._calibrate_step(smooth, now_ms)
-            return _NO_WISH
+            self._calibrate(smooth, spread, now_ms)
+            return NO_WISH
 
-        band = self.band
         offset = smooth - (self._baseline_fixed >> _FIXED_SHIFT)
         if offset < 0:
             offset = -offset
         self.value = offset
-        active = spread > band  # the field is changing: a vehicle moves over the sensor
+        active = spread > self.activity_band
         if active:
             self._disturbed_at = now_ms
-        quiet = ticks_diff(now_ms, self._disturbed_at) >= self.quiet_ms
 
+        phase = self.phase
         if phase == PHASE_VACANT:
-            if active:
-                self.phase = PHASE_ARRIVING
-                self._event_since = now_ms
-                self._present_at = now_ms
-            else:
-                self._follow_baseline(smooth, spread, now_ms)
-            return STATE_VACANT
-
+            return self._vacant(smooth, spread, offset, active, now_ms)
         if phase == PHASE_ARRIVING:
-            return self._arriving(smooth, offset, band, active, now_ms)
-
-        level_offset = smooth - (self._level_fixed >> _FIXED_SHIFT)
-        if level_offset < 0:
-            level_offset = -level_offset
-
+            return self._arriving(smooth, offset, active, now_ms)
+        quiet = ticks_diff(now_ms, self._disturbed_at) >= self.off_delay_ms
         if phase == PHASE_OCCUPIED:
-            if self._settling:
-                # The vehicle is still manoeuvring: follow its field until it is quiet.
-                self._level_fixed = smooth << _FIXED_SHIFT
-                if quiet:
-                    self._settling = False
-            elif active:
-                self.phase = PHASE_LEAVING
-                self._event_since = now_ms
-            else:
-                self._level_fixed += ((smooth << _FIXED_SHIFT) - self._level_fixed) >> self._drift_shift
-            return STATE_OCCUPIED
+            return self._occupied(smooth, active, quiet, now_ms)
+        return self._leaving(smooth, offset, quiet)
 
-        # PHASE_LEAVING: wait until the field is quiet, then decide from the transient's length
-        # and where the field settled.
-        if not quiet:
-            return STATE_OCCUPIED
-        lasted = ticks_diff(self._disturbed_at, self._event_since)
-        level_gap = (self._level_fixed - self._baseline_fixed) >> _FIXED_SHIFT
-        if level_gap < 0:
-            level_gap = -level_gap
-        if lasted >= self.exit_min_ms or (offset <= band and level_gap > band):
-            # A manoeuvre as long as a departure, or a clear return to the empty bay's field.
-            self.phase = PHASE_VACANT
-            if offset > band:
-                self._baseline_fixed = smooth << _FIXED_SHIFT  # the empty bay's field moved
-            return STATE_VACANT
-        self.phase = PHASE_OCCUPIED
-        self._level_fixed = smooth << _FIXED_SHIFT
-        return STATE_OCCUPIED
-
-    def _arriving(self, smooth, offset, band, active, now_ms):
-        # A vehicle is present while the field sits away from the baseline; brief returns
-        # shorter than gap_ms (a manoeuvre swinging through the baseline) are bridged.
-        # Until the baseline is trusted, only the transient itself counts.
-        confident = self._confident
-        if (confident and offset > band) or ((self.active_presence or not confident) and active):
+    def _vacant(self, smooth, spread, offset, active, now_ms):
+        if active:
+            self.phase = PHASE_ARRIVING
+            self._event_since = now_ms
             self._present_at = now_ms
-        absent = ticks_diff(now_ms, self._present_at) >= self.gap_ms
-        if absent:
-            # It passed by. An untrusted baseline restarts here, at the quiet field.
-            self.phase = PHASE_VACANT
-            if not confident:
-                self._baseline_fixed = smooth << _FIXED_SHIFT
+            return STATE_VACANT
+        # A slow change without a transient is drift of the empty bay's field.
+        self._baseline_fixed += ((smooth << _FIXED_SHIFT) - self._baseline_fixed) >> self._drift_shift
+        self._follow_noise(spread, offset)
+        return STATE_VACANT
+
+    def _arriving(self, smooth, offset, active, now_ms):
+        # Present while the field changes or sits off the baseline; returns to the baseline
+        # shorter than gap_ms (a manoeuvre swinging through it) are bridged.
+        if active or offset > self.band:
+            self._present_at = now_ms
+        if ticks_diff(now_ms, self._present_at) >= self.gap_ms:
+            self.phase = PHASE_VACANT  # it passed by
             return STATE_VACANT
         if ticks_diff(now_ms, self._event_since) < self.on_delay_ms:
             return STATE_VACANT
-        # Present for longer than a passing vehicle takes: it has stopped, and may still be
+        # Present for longer than a passing vehicle takes: it has stopped. It may still be
         # manoeuvring, so its field is followed until the field is quiet.
         self.phase = PHASE_OCCUPIED
         self._settling = True
         self._level_fixed = smooth << _FIXED_SHIFT
         return STATE_OCCUPIED
 
-    def _follow_baseline(self, smooth, spread, now_ms):
-        # A slow change without a transient is drift of the empty bay's field. Until the
-        # baseline has been watched for settle_ms it follows faster, because a sensor that is
-        # still settling makes the calibration window a poor estimate.
-        shift = self._drift_shift
-        if not self._confident:
-            shift = _SETTLE_SHIFT
-            if ticks_diff(now_ms, self._calibrated_at) >= self.settle_ms:
-                self._confident = True
-        self._baseline_fixed += ((smooth << _FIXED_SHIFT) - self._baseline_fixed) >> shift
-        self._track_noise(spread)
+    def _occupied(self, smooth, active, quiet, now_ms):
+        if self._settling:
+            self._level_fixed = smooth << _FIXED_SHIFT
+            if quiet:
+                self._settling = False
+        elif active:
+            self.phase = PHASE_LEAVING
+            self._event_since = now_ms
+        else:
+            self._level_fixed += ((smooth << _FIXED_SHIFT) - self._level_fixed) >> self._drift_shift
+        return STATE_OCCUPIED
 
-    def _track_noise(self, spread):
-        # The band follows the quiet-time spread, so a band learned while the sensor was
-        # still settling shrinks back to the real noise level.
-        self._noise_fixed += ((spread << _FIXED_SHIFT) - self._noise_fixed) >> self._noise_shift
-        band = (self._noise_fixed >> _FIXED_SHIFT) * self.band_noise_percent // 100
-        self.band = band if band > self.band_min else self.band_min
+    def _leaving(self, smooth, offset, quiet):
+        if not quiet:
+            return STATE_OCCUPIED
+        band = self.band
+        lasted = ticks_diff(self._disturbed_at, self._event_since)
+        parked_offset = (self._level_fixed - self._baseline_fixed) >> _FIXED_SHIFT
+        if parked_offset < 0:
+            parked_offset = -parked_offset
+        if lasted >= self.exit_min_ms or (offset <= band and parked_offset > band):
+            self.phase = PHASE_VACANT
+            if offset > band:
+                # A departure that ends off the old baseline: the empty bay's field moved.
+                self._baseline_fixed = smooth << _FIXED_SHIFT
+            return STATE_VACANT
+        self.phase = PHASE_OCCUPIED
+        self._level_fixed = smooth << _FIXED_SHIFT
+        return STATE_OCCUPIED
 
-    def _calibrate_step(self, smooth, now_ms):
+    def _follow_noise(self, spread, offset):
+        # Both bands follow the quiet-time noise, so bands learned while the sensor was
+        # still settling move to the real noise level.
+        self._spread_noise_fixed += ((spread << _FIXED_SHIFT) - self._spread_noise_fixed) >> self._noise_shift
+        band = (self._spread_noise_fixed >> _FIXED_SHIFT) * self.activity_noise_percent // 100
+        self.activity_band = _clamp(band, self.band_min, self.band_max)
+        self._offset_noise_fixed += ((offset << _FIXED_SHIFT) - self._offset_noise_fixed) >> self._noise_shift
+        band = (self._offset_noise_fixed >> _FIXED_SHIFT) * self.level_noise_percent // 100
+        self.band = _clamp(band, self.band_min, self.band_max)
+
+    def _calibrate(self, smooth, spread, now_ms):
         # Keep the last calibration_ms of smoothed samples; accept them as the empty bay's
-        # field once the older and newer halves agree, so a settling sensor or a vehicle
-        # leaving during calibration is not learned as the baseline.
+        # field once their older and newer halves agree, so a sensor still settling or a
+        # vehicle leaving during calibration is not learned as the baseline.
         if not self._second_average.full():
-            return  # the moving averages are not full yet
-        if not self._calibration_armed:
-            self._calibration_armed = True
-            self._calibration_since = now_ms
-            self._calibration_count = 0
-        if ticks_diff(now_ms, self._calibration_since) < self.warmup_ms:
-            return  # the sensor and the filters are still settling
-        ring = self._calibration_ring
-        times = self._calibration_times
-        count = self._calibration_count
-        if count == self._calibration_capacity:
-            for i in range(1, count):
-                ring[i - 1] = ring[i]
-                times[i - 1] = times[i]
-            count -= 1
-        ring[count] = smooth
-        times[count] = ticks_diff(now_ms, self._calibration_since)
-        count += 1
-        self._calibration_count = count
-        newest = times[count - 1]
-        if newest - times[0] < self.calibration_ms:
             return
-        window_start = 0
-        while window_start < count - 2 and newest - times[window_start + 1] >= self.calibration_ms:
-            window_start += 1
-        # Drop samples older than the window, so the next call sees only the window.
-        if window_start:
-            for i in range(window_start, count):
-                ring[i - window_start] = ring[i]
-                times[i - window_start] = times[i]
-            count -= window_start
-            self._calibration_count = count
+        if not self._calibration_started:
+            self._calibration_started = True
+            self._calibration_since = now_ms
+        elapsed = ticks_diff(now_ms, self._calibration_since)
+        if elapsed < self.warmup_ms:
+            return
+        if spread > self._calibration_spread:
+            self._calibration_spread = spread
+        count = self._append_calibration(smooth, elapsed)
+        if count < 4:
+            return
 
         half = count >> 1
         older = self._median_of(0, half)
         newer = self._median_of(half, count)
         whole = self._median_of(0, count)
-        scratch = self._calibration_scratch
-        spread = scratch[(3 * count) >> 2] - scratch[count >> 2]  # interquartile range
-        band = spread * self.band_spread_percent // 100
-        if band < self.band_min:
-            band = self.band_min
+        ordered = self._sorted
+        interquartile = ordered[(3 * count) >> 2] - ordered[count >> 2]
+        band = _clamp(interquartile * self.level_iqr_percent // 100, self.band_min, self.band_max)
         drift = newer - older
         if drift < 0:
             drift = -drift
-        waited = ticks_diff(now_ms, self._calibration_since)
-        if drift * 2 > band and waited < self.calibration_max_ms:
-            return
+        if drift * 2 > band and elapsed < self.calibration_max_ms:
+            return  # the field moved within the window: wait for a steadier one
+
         self.baseline = whole
         self._baseline_fixed = whole << _FIXED_SHIFT
         self.band = band
-        self._noise_fixed = (band * 100 // self.band_noise_percent) << _FIXED_SHIFT
-        self._calibrated_at = now_ms
-        self._confident = False
+        self._offset_noise_fixed = (band * 100 // self.level_noise_percent) << _FIXED_SHIFT
+        activity_band = self._calibration_spread * self.activity_calibration_percent // 100
+        self.activity_band = _clamp(activity_band, self.band_min, self.band_max)
+        self._spread_noise_fixed = (self.activity_band * 100 // self.activity_noise_percent) << _FIXED_SHIFT
         self.phase = PHASE_VACANT
 
+    def _append_calibration(self, smooth, elapsed):
+        # Add one sample; keep only the newest samples that span calibration_ms. Returns the
+        # number kept once they span it, or 0 while they do not yet.
+        values = self._calibration_values
+        times = self._calibration_times
+        count = self._calibration_count
+        if count == MAX_CALIBRATION_SAMPLES:
+            self._drop_oldest(1)
+            count -= 1
+        values[count] = smooth
+        times[count] = elapsed
+        count += 1
+        self._calibration_count = count
+        if elapsed - times[0] < self.calibration_ms:
+            return 0
+        surplus = 0
+        while surplus < count - 2 and elapsed - times[surplus + 1] >= self.calibration_ms:
+            surplus += 1
+        if surplus:
+            self._drop_oldest(surplus)
+            count -= surplus
+            self._calibration_count = count
+        return count
+
+    def _drop_oldest(self, number):
+        values = self._calibration_values
+        times = self._calibration_times
+        for i in range(number, self._calibration_count):
+            values[i - number] = values[i]
+            times[i - number] = times[i]
+
     def _median_of(self, start, end):
-        # Insertion-sort ring[start:end] into the scratch array (no allocation); return its median.
-        ring = self._calibration_ring
-        scratch = self._calibration_scratch
+        # Insertion-sort values[start:end] into self._sorted (no allocation); return the median.
+        values = self._calibration_values
+        ordered = self._sorted
         size = end - start
         for i in range(size):
-            sample = ring[start + i]
+            sample = values[start + i]
             j = i - 1
-            while j >= 0 and scratch[j] > sample:
-                scratch[j + 1] = scratch[j]
+            while j >= 0 and ordered[j] > sample:
+                ordered[j + 1] = ordered[j]
                 j -= 1
-            scratch[j + 1] = sample
-        return scratch[size >> 1]
+            ordered[j + 1] = sample
+        return ordered[size >> 1]

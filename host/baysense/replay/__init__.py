@@ -59,7 +59,17 @@ def load_settings(board=None, settings_file=None, kind=None, overrides=()):
             settings[name.strip()] = int(text)
         except ValueError:
             raise ConfigError("--set %r is not NAME=INTEGER" % item, "for example --set on_delay_ms=5000") from None
+    _warn_unknown(settings)
     return settings
+
+
+def _warn_unknown(settings):
+    # The firmware ignores names it does not know, so a misspelt setting would silently keep
+    # its default; say so here, where a person reads the output.
+    kind = settings["kind"]
+    known = set(engines.load_firmware_detector().DEFAULTS[kind]) | {"kind", "occupied_below_mm", "vacant_above_mm"}
+    for name in sorted(set(settings) - known):
+        log.warning("detector setting %r is not used by the %s detector: check its spelling", name, kind)
 
 
 def replay(paths, settings, engine="micropython", negative=False, read_options=None):

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,16 +111,21 @@ class MicroPythonEngine:
         self._process.stderr.close()
 
 
+def load_firmware_detector(firmware_dir=FIRMWARE_DIR):
+    """Load firmware/detector.py as a module of this process (it is not in a package)."""
+    spec = importlib.util.spec_from_file_location("baysense_firmware_detector", Path(firmware_dir) / "detector.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class CPythonEngine:
     """The same firmware/detector.py loaded into this process, for quick checks and tuning."""
 
     name = "cpython"
 
     def __init__(self, firmware_dir=FIRMWARE_DIR):
-        spec = importlib.util.spec_from_file_location("baysense_firmware_detector", Path(firmware_dir) / "detector.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        self.module = module
+        self.module = load_firmware_detector(firmware_dir)
 
     def run(self, trace, settings):
         detector = self.module.Detector(settings)
@@ -146,5 +150,3 @@ def open_engine(name):
     return ENGINES[name]()
 
 
-def python_version():
-    return "%d.%d" % sys.version_info[:2]

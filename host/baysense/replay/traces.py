@@ -99,11 +99,18 @@ def _reduce_median(values):
     return _median(values)
 
 
+def _reduce_median_far(values, far_mm=4000):
+    # A zone without a target saw nothing within range, so it counts as far away rather
+    # than being dropped: a mostly empty grid then reads as far, not as its few echoes.
+    return _median([v if v != 0 else far_mm for v in values])
+
+
 # name -> (function over the selected columns, one-line description for --help)
 REDUCTIONS = {
     "median_nonzero": (_reduce_median_nonzero, "median of the non-zero columns (0 = no target), 0 if all are 0"),
     "min_nonzero": (_reduce_min_nonzero, "smallest non-zero column, 0 if all are 0"),
     "median": (_reduce_median, "median of the columns"),
+    "median_far": (_reduce_median_far, "median with 0 (no target) read as the last argument in mm (default 4000)"),
     "mean": (_reduce_mean, "mean of the columns"),
     "norm": (_reduce_norm, "Euclidean norm, e.g. the field magnitude of x, y and z"),
 }
@@ -131,7 +138,11 @@ class ValueSelector:
                 "use one of %s" % ", ".join(sorted(REDUCTIONS)),
             )
         indexes = []
+        self._parameters = []
         for pattern in (part.strip() for part in arguments.split(",")):
+            if _is_number(pattern):
+                self._parameters.append(_number(pattern))
+                continue
             matched = [i for i, column in enumerate(columns) if fnmatch.fnmatchcase(column, pattern)]
             if not matched:
                 raise ConfigError(
@@ -145,7 +156,7 @@ class ValueSelector:
     def __call__(self, row):
         if self._reduce is None:
             return _number(row[self._indexes[0]])
-        return self._reduce([_number(row[i]) for i in self._indexes])
+        return self._reduce([_number(row[i]) for i in self._indexes], *self._parameters)
 
 
 def _time_reader(columns, time_column, period_ms):

@@ -1,0 +1,1 @@
+"""Helpers for running firmware code on the MicroPython unix port from pytest."""

@@ -1,0 +1,236 @@
+"""The bay detector on CPython: thresholds, delays, faults, baseline and transients.
+
+test_detector_mpy.py runs the same scenarios on the MicroPython interpreter.
+"""
+
+import sys
+
+import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+
+from mpy import scenarios
+from mpy.helpers import FIRMWARE_DIR
+
+sys.path.insert(0, str(FIRMWARE_DIR))
+import detector as firmware  # noqa: E402  (firmware/ is not a package)
+
+ULTRASONIC = {
+    "kind": "ultrasonic",
+    "occupied_below_mm": 1400,
+    "vacant_above_mm": 1700,
+    "on_delay_ms": 2000,
+    "off_delay_ms": 3000,
+    "fault_after_ms": 5000,
+}
+PERIOD_MS = 100
+
+
+def feed(detector, times, values):
+    """Feed samples; return the (time_ms, state) of every reported change."""
+    events = []
+    for now, value in zip(times, values):
+        if detector.update(value, now):
+            events.append((now, detector.state))
+    return events
+
+
+def states(events):
+    return [state for _, state in events]
+
+
+def test_ultrasonic_occupied_after_on_delay():
+    detector = firmware.Detector(ULTRASONIC)
+    times, values = scenarios.distance_trace(PERIOD_MS, [(5000, 2500), (10000, 900), (10000, 2500)])
+    events = feed(detector, times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+    assert events[0][0] == 5000 + 2000
+    assert events[1][0] == 15000 + 3000
+
+
+def test_ultrasonic_short_presence_ignored():
+    detector = firmware.Detector(ULTRASONIC)
+    times, values = scenarios.distance_trace(PERIOD_MS, [(5000, 2500), (1500, 900), (5000, 2500)])
+    assert feed(detector, times, values) == []
+
+
+def test_ultrasonic_between_thresholds_keeps_state():
+    detector = firmware.Detector(ULTRASONIC)
+    times, values = scenarios.distance_trace(PERIOD_MS, [(5000, 900), (20000, 1550)])
+    assert states(feed(detector, times, values)) == [firmware.STATE_OCCUPIED]
+
+
+def test_single_fault_is_absorbed():
+    detector = firmware.Detector(ULTRASONIC)
+    assert not detector.fault(firmware.FAULT_NO_ECHO, 0)
+    assert not detector.update(2500, 100)
+    assert not detector.fault(firmware.FAULT_NO_ECHO, 6000)
+    assert detector.state == firmware.STATE_VACANT
+
+
+def test_lasting_fault_reported_with_reason():
+    detector = firmware.Detector(ULTRASONIC)
+    detector.update(2500, 0)
+    changed = [detector.fault(firmware.FAULT_NO_ECHO, now) for now in range(100, 6000, 100)]
+    assert changed.count(True) == 1
+    assert detector.state == firmware.STATE_FAULT
+    assert detector.reason == firmware.FAULT_NO_ECHO
+
+
+def test_out_of_range_is_fault_not_vacant():
+    detector = firmware.Detector(dict(ULTRASONIC, valid_max_mm=4000))
+    times, values = scenarios.distance_trace(PERIOD_MS, [(3000, 900), (7000, 9000)])
+    events = feed(detector, times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_FAULT]
+    assert detector.reason == firmware.FAULT_OUT_OF_RANGE
+
+
+def test_recovery_from_fault_waits_for_delay():
+    detector = firmware.Detector(ULTRASONIC)
+    for now in range(0, 6000, 100):
+        detector.fault(firmware.FAULT_NO_ECHO, now)
+    assert detector.state == firmware.STATE_FAULT
+    events = feed(detector, range(6000, 12000, 100), [2500] * 60)
+    assert events == [(6000 + 3000, firmware.STATE_VACANT)]
+    assert detector.reason == firmware.FAULT_NONE
+
+
+def test_stuck_reading_is_fault():
+    detector = firmware.Detector(dict(ULTRASONIC, stuck_after_ms=10000))
+    times, values = scenarios.distance_trace(PERIOD_MS, [(20000, 2500)])
+    events = feed(detector, times, values)
+    assert states(events) == [firmware.STATE_FAULT]
+    assert detector.reason == firmware.FAULT_STUCK
+
+
+def test_ticks_wrap_keeps_delays():
+    # Start 1 s before the ESP32 port's ticks_ms wraps at 2**30.
+    start = (1 << 30) - 1000
+    detector = firmware.Detector(ULTRASONIC)
+    times, values = scenarios.distance_trace(PERIOD_MS, [(3000, 2500), (5000, 900)])
+    wrapped = [(start + t) & ((1 << 30) - 1) for t in times]
+    events = feed(detector, wrapped, values)
+    assert len(events) == 1
+    assert firmware.ticks_diff(events[0][0], start) == 3000 + 2000
+
+
+def test_invalid_thresholds_raise():
+    with pytest.raises(ValueError, match="occupied_below_mm"):
+        firmware.Detector(dict(ULTRASONIC, occupied_below_mm=1800))
+
+
+def test_unknown_kind_raises():
+    with pytest.raises(ValueError, match="kind"):
+        firmware.Detector({"kind": "lidar"})
+
+
+def test_presence_debounced_by_delays():
+    detector = firmware.Detector({"kind": "presence", "on_delay_ms": 1000, "off_delay_ms": 2000})
+    times, values = scenarios.distance_trace(PERIOD_MS, [(2000, 0), (500, 1), (2000, 0), (3000, 1), (3000, 0)])
+    assert states(feed(detector, times, values)) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+
+
+def test_moving_sum_over_window():
+    window = firmware.MovingSum(3)
+    assert window.push(3) == 9  # scaled while filling: 3 * 3 / 1
+    window.push(6)
+    assert window.push(9) == 18
+    assert window.full()
+    assert window.push(12) == 27
+
+
+# ---- magnetometer ------------------------------------------------------------------------
+
+MAGNETOMETER = {"kind": "magnetometer"}
+
+
+def test_field_parked_car_with_shift():
+    times, values, (arrival, leaving, departure) = scenarios.field_trace(seed=1)
+    events = feed(firmware.Detector(MAGNETOMETER), times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+    assert arrival <= events[0][0] <= arrival + 15000
+    assert leaving <= events[1][0] <= departure + 15000
+
+
+def test_field_parked_car_without_shift():
+    # Only the entry and exit transients show this car.
+    times, values, (arrival, leaving, departure) = scenarios.field_trace(shift=0, seed=2)
+    events = feed(firmware.Detector(MAGNETOMETER), times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+    assert arrival <= events[0][0] <= arrival + 15000
+    assert leaving <= events[1][0] <= departure + 15000
+
+
+def test_field_passing_car_ignored():
+    # A 2 s pass: the filters stretch it by about 2 s, still short of on_delay_ms (4.5 s).
+    times, values = scenarios.passing_trace(pass_ms=2000, dip=200, seed=3)
+    assert feed(firmware.Detector(MAGNETOMETER), times, values) == []
+
+
+def test_field_calibrate_relearns_baseline():
+    detector = firmware.Detector(MAGNETOMETER)
+    times, values = scenarios.distance_trace(90, [(20000, 300)], noise_mm=3)
+    feed(detector, times, values)
+    assert abs(detector.decision.baseline - 300) <= 3
+    detector.calibrate()
+    assert detector.phase == firmware.PHASE_CALIBRATING
+    later, moved = scenarios.distance_trace(90, [(20000, 900)], noise_mm=3, seed=4)
+    events = feed(detector, [t + 20000 for t in later], moved)
+    assert events == []
+    assert abs(detector.decision.baseline - 900) <= 3
+
+
+def test_field_stuck_sensor_is_fault():
+    detector = firmware.Detector(MAGNETOMETER)
+    times, values = scenarios.distance_trace(90, [(10000, 300)], noise_mm=3)
+    feed(detector, times, values)
+    stuck_times = range(10000, 10000 + 70000, 90)
+    events = feed(detector, stuck_times, [301] * len(stuck_times))
+    assert states(events) == [firmware.STATE_FAULT]
+    assert detector.reason == firmware.FAULT_STUCK
+
+
+# ---- properties --------------------------------------------------------------------------
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(
+    vacant_ms=st.integers(1000, 20000),
+    present_ms=st.integers(0, 30000),
+    distance=st.integers(300, 1300),
+    noise=st.integers(0, 90),
+)
+def test_vehicle_longer_than_on_delay_one_occupied(vacant_ms, present_ms, distance, noise):
+    # Noise stays inside the threshold band: readings never cross 1400 mm while present.
+    presence = ULTRASONIC["on_delay_ms"] + PERIOD_MS + present_ms
+    times, values = scenarios.distance_trace(PERIOD_MS, [(vacant_ms, 2500), (presence, distance)], noise, seed=present_ms)
+    events = feed(firmware.Detector(ULTRASONIC), times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED]
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(level=st.integers(1800, 3800), noise=st.integers(0, 90), seed=st.integers(0, 1000))
+def test_distance_noise_in_band_no_events(level, noise, seed):
+    times, values = scenarios.distance_trace(PERIOD_MS, [(30000, level)], noise, seed=seed)
+    assert feed(firmware.Detector(ULTRASONIC), times, values) == []
+
+
+@hypothesis_settings(max_examples=15, deadline=None)
+@given(baseline=st.integers(-2000, 2000), noise=st.integers(1, 8), seed=st.integers(0, 10000))
+def test_field_noise_in_band_no_events(baseline, noise, seed):
+    # noise >= 1: a reading that never changes is a stuck sensor, reported as a fault.
+    times, values = scenarios.distance_trace(90, [(60000, baseline)], noise, seed=seed)
+    assert feed(firmware.Detector(MAGNETOMETER), times, values) == []
+
+
+@hypothesis_settings(max_examples=15, deadline=None)
+@given(
+    shift=st.sampled_from([0, 30, -30, 80, -80, 200]),
+    swing=st.integers(100, 300),
+    parked_ms=st.integers(20000, 60000),
+    noise=st.integers(1, 5),
+    seed=st.integers(0, 10000),
+)
+def test_field_parked_vehicle_one_episode(shift, swing, parked_ms, noise, seed):
+    times, values, _ = scenarios.field_trace(shift=shift, swing=swing, parked_ms=parked_ms, noise=noise, seed=seed)
+    events = feed(firmware.Detector(MAGNETOMETER), times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]

@@ -1,0 +1,264 @@
+"""The detector and the sensor drivers on the MicroPython interpreter.
+
+These run the firmware files unchanged on the unix port: the per-sample path and the interrupt
+handlers under micropython.heap_lock() (any allocation raises MemoryError there), and the
+scenario tests of test_detector.py compared event for event with CPython.
+"""
+
+import json
+
+import pytest
+
+from baysense.replay.engine import CPythonEngine, MicroPythonEngine
+from baysense.replay.traces import Trace
+from mpy import scenarios
+from mpy.helpers import ESP32_HEAP, run_micropython
+
+ULTRASONIC = {
+    "kind": "ultrasonic",
+    "occupied_below_mm": 1400,
+    "vacant_above_mm": 1700,
+    "on_delay_ms": 2000,
+    "off_delay_ms": 3000,
+    "fault_after_ms": 5000,
+    "stuck_after_ms": 60000,
+}
+MAGNETOMETER = {"kind": "magnetometer"}
+PRESENCE = {"kind": "presence", "on_delay_ms": 1000, "off_delay_ms": 2000}
+
+# Drives a detector through state changes, faults, a stuck reading and a recalibration with
+# the heap locked. The signal is prepared in an array first, so the loop itself allocates
+# nothing and any MemoryError comes from the detector.
+HEAP_LOCK_DETECTOR = """
+import array
+import json
+import micropython
+from detector import Detector, FAULT_NO_ECHO
+
+settings = json.loads(%(settings)r)
+values = array.array("i", %(values)r)
+faults = array.array("i", %(faults)r)
+detector = Detector(settings)
+detector.update(values[0], 0)
+
+
+def drive(detector, values, faults):
+    # A function, so the loop's names are locals: new module globals would grow a dict.
+    changes = 0
+    now = 0
+    micropython.heap_lock()
+    try:
+        for i in range(1, len(values)):
+            now += %(period)d
+            if faults[i]:
+                changed = detector.fault(FAULT_NO_ECHO, now)
+            else:
+                changed = detector.update(values[i], now)
+            if changed:
+                changes += 1
+            if i == %(calibrate_at)d:
+                detector.calibrate()
+    finally:
+        micropython.heap_unlock()
+    return changes
+
+
+changes = drive(detector, values, faults)
+print(changes, detector.state)
+"""
+
+
+def _heap_lock_run(settings, values, faults, period_ms, calibrate_at=-1, heapsize=ESP32_HEAP):
+    source = HEAP_LOCK_DETECTOR % {
+        "settings": json.dumps(settings),
+        "values": list(values),
+        "faults": list(faults),
+        "period": period_ms,
+        "calibrate_at": calibrate_at,
+    }
+    changes, state = map(int, run_micropython(source, heapsize).split())
+    return changes, state
+
+
+def test_ultrasonic_update_allocates_nothing():
+    _, values = scenarios.distance_trace(100, [(5000, 2500), (6000, 900), (6000, 2500), (8000, 2500), (2000, 9000), (4000, 2500)])
+    faults = [0] * len(values)
+    for i in range(190, 270):  # 8 s of lost echoes
+        faults[i] = 1
+    changes, state = _heap_lock_run(ULTRASONIC, values, faults, 100)
+    # occupied, vacant, fault (lost echoes), vacant, fault (out of range)... then vacant again
+    assert changes >= 4
+    assert state == 0
+
+
+def test_magnetometer_update_allocates_nothing():
+    _, values, _ = scenarios.field_trace(seed=3)
+    stuck = [values[-1]] * 800  # 72 s without a single count of change
+    values = list(values) + stuck
+    faults = [0] * len(values)
+    # The signal's list literal alone needs more than an ESP32-sized heap to parse.
+    changes, state = _heap_lock_run(MAGNETOMETER, values, faults, 90, calibrate_at=len(values) - 10, heapsize="512K")
+    assert changes >= 3  # occupied, vacant, fault (stuck)
+    assert state == 2
+
+
+def test_presence_update_allocates_nothing():
+    _, values = scenarios.distance_trace(50, [(3000, 0), (4000, 1), (4000, 0)])
+    changes, state = _heap_lock_run(PRESENCE, values, [0] * len(values), 50)
+    assert changes == 2
+    assert state == 0
+
+
+# Fake I2C bus and pin with the machine module's method names, written so that calling them
+# allocates nothing either (the handler runs under the heap lock).
+DRIVER_FAKES = """
+import micropython
+
+class FakePin:
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+
+    def __init__(self):
+        self.level = 0
+        self.handler = None
+
+    def value(self):
+        return self.level
+
+    def irq(self, handler=None, trigger=0):
+        self.handler = handler
+
+    def fire(self):
+        self.handler(self)
+
+class FakeI2C:
+    def __init__(self):
+        self.registers = bytearray(16)
+        self.registers[0x0D] = 0xFF
+        self.fail = False
+
+    def readfrom_mem_into(self, address, register, buffer):
+        if self.fail:
+            raise OSError(19)
+        registers = self.registers
+        for i in range(len(buffer)):
+            buffer[i] = registers[register + i]
+
+    def writeto_mem(self, address, register, buffer):
+        self.registers[register] = buffer[0]
+"""
+
+HEAP_LOCK_DRIVERS = DRIVER_FAKES + """
+from magnetometer import QMC5883L
+from presence import PresenceInput
+from detector import FAULT_OVERFLOW, FAULT_NONE
+
+bus = FakeI2C()
+ready = FakePin()
+sensor = QMC5883L(bus, drdy=ready, axis="sum")
+sensor.start()
+bus.registers[0] = 0x10   # x = 16
+bus.registers[3] = 0xFF   # y = -256 + 0x00 -> 0xFF00 = -256
+bus.registers[4] = 0x20   # z = 32
+bus.registers[6] = 0x01   # data ready
+
+presence_pin = FakePin()
+presence = PresenceInput(presence_pin, debounce_ms=20)
+presence.start()
+
+
+
+def drive(sensor, ready, presence, presence_pin, bus):
+    micropython.heap_lock()
+    try:
+        valid = 0
+        for i in range(200):
+            ready.fire()
+            if sensor.pending() and sensor.read():
+                valid += 1
+            presence_pin.level = i & 1
+            presence_pin.fire()
+            presence.read(i * 10)
+        bus.registers[6] = 0x03   # ready + overflow
+        overflow = sensor.read()
+    finally:
+        micropython.heap_unlock()
+    return valid, overflow
+
+
+valid, overflow = drive(sensor, ready, presence, presence_pin, bus)
+reason = sensor.reason
+print(valid, sensor.value, sensor.ready_count, overflow, reason == FAULT_OVERFLOW, presence.edges)
+"""
+
+
+def test_driver_handlers_allocate_nothing():
+    output = run_micropython(HEAP_LOCK_DRIVERS).split()
+    assert output[0] == "200"  # every sample read
+    assert output[1] == str(16 + 256 + 32)  # |x| + |y| + |z|
+    assert output[2] == "200"  # every data-ready edge counted
+    assert output[3] == "False"  # an overflowing sample is not valid
+    assert output[4] == "True"
+    assert output[5] == "200"
+
+
+def test_magnetometer_bus_error_is_reported():
+    source = DRIVER_FAKES + """
+from magnetometer import QMC5883L
+from detector import FAULT_BUS
+bus = FakeI2C()
+sensor = QMC5883L(bus)
+sensor.start()
+bus.fail = True
+print(sensor.read(), sensor.reason == FAULT_BUS)
+"""
+    assert run_micropython(source).split() == ["False", "True"]
+
+
+def test_magnetometer_wrong_chip_raises():
+    source = DRIVER_FAKES + """
+from magnetometer import QMC5883L
+bus = FakeI2C()
+bus.registers[0x0D] = 0x12
+try:
+    QMC5883L(bus).start()
+except OSError as error:
+    print("OSError", error)
+"""
+    assert run_micropython(source).startswith("OSError")
+
+
+def _events(engine, trace, settings):
+    return [(e.time_ms, e.state, e.reason) for e in engine.run(trace, settings).events]
+
+
+SCENARIOS = [
+    ("parked with shift", MAGNETOMETER, lambda: scenarios.field_trace(seed=1)[:2]),
+    ("parked without shift", MAGNETOMETER, lambda: scenarios.field_trace(shift=0, seed=2)[:2]),
+    ("passing", MAGNETOMETER, lambda: scenarios.passing_trace(seed=3)),
+    ("ultrasonic stay", ULTRASONIC, lambda: scenarios.distance_trace(100, [(5000, 2500), (10000, 900), (9000, 2500)], 30)),
+]
+
+
+@pytest.fixture(scope="module")
+def micropython_engine():
+    engine = MicroPythonEngine()
+    yield engine
+    engine.close()
+
+
+@pytest.mark.parametrize("name, settings, build", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_same_events_on_both_interpreters(micropython_engine, name, settings, build):
+    times, values = build()
+    trace = Trace(name, list(times), list(values))
+    on_micropython = _events(micropython_engine, trace, settings)
+    on_cpython = _events(CPythonEngine(), trace, settings)
+    assert on_micropython == on_cpython
+
+
+def test_replay_measures_no_allocation(micropython_engine):
+    times, values, _ = scenarios.field_trace(seed=5)
+    run = micropython_engine.run(Trace("field", times, values), MAGNETOMETER)
+    assert run.samples == len(values)
+    assert run.allocated_bytes == 0
+    assert 0 < run.detector_bytes < 8192

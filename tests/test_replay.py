@@ -1,0 +1,227 @@
+"""`baysense replay`: reading traces, scoring episodes, and replays of real recordings."""
+
+import json
+
+import pytest
+
+from baysense.cli import main
+from baysense.errors import ConfigError
+from baysense.replay import load_settings, replay
+from baysense.replay.engine import Event
+from baysense.replay.scoring import label_episodes, score_episodes
+from baysense.replay.traces import expand_paths, read_trace
+from mpy.helpers import DATA_DIR
+
+RDVD = DATA_DIR / "magnetic" / "rdvd"
+EDGEAI = DATA_DIR / "tof-magnetic" / "edgeai"
+CSM_EMPTY = DATA_DIR / "magnetic" / "csm-hmc5883" / "data3.txt"
+
+needs_data = pytest.mark.skipif(
+    not RDVD.is_dir(), reason="recorded data sets not found at %s (clone the shared data beside the repo)" % DATA_DIR
+)
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ---- reading traces ----------------------------------------------------------------------
+
+
+def test_headerless_four_columns_use_rdvd_layout(tmp_path):
+    path = write(tmp_path, "a.txt", "0,1000,356,0\n1,1090,355,1\n2,1180,357,1\n")
+    trace = read_trace(path)
+    assert trace.times_ms == [0, 90, 180]
+    assert trace.values == [356, 355, 357]
+    assert trace.labels == [0, 1, 1]
+
+
+def test_header_names_columns(tmp_path):
+    path = write(tmp_path, "a.csv", "time_ms,distance,label\n0,2500,0\n100,900,1\n")
+    trace = read_trace(path, value="distance")
+    assert trace.values == [2500, 900]
+    assert trace.labels == [0, 1]
+
+
+def test_columns_option_names_headerless(tmp_path):
+    path = write(tmp_path, "a.csv", "5,0,2500\n6,250,900\n")
+    trace = read_trace(path, columns=["n", "t", "mm"], value="mm", time_column="t")
+    assert trace.times_ms == [0, 250]
+    assert trace.values == [2500, 900]
+    assert trace.labels is None
+
+
+def test_whitespace_axes_with_period(tmp_path):
+    path = write(tmp_path, "a.txt", "-245 312 -700\n-245 314 -701\n")
+    trace = read_trace(path, value="z", period_ms=40)
+    assert trace.times_ms == [0, 40]
+    assert trace.values == [-700, -701]
+
+
+def test_default_value_of_axes_is_norm(tmp_path):
+    path = write(tmp_path, "a.txt", "3 4 0\n0 0 5\n")
+    assert read_trace(path, period_ms=40).values == [5, 5]
+
+
+def test_median_nonzero_over_glob(tmp_path):
+    text = "timestamp,d0_mm,d1_mm,d2_mm,other\n2025-10-13T12:09:18,0,1000,1200,7\n2025-10-13T12:09:19,0,0,0,7\n"
+    trace = read_trace(write(tmp_path, "a.csv", text), value="median_nonzero(d*_mm)")
+    assert trace.times_ms == [0, 1000]
+    assert trace.values == [1100, 0]
+
+
+def test_median_far_counts_empty_zones_as_far(tmp_path):
+    text = "time_ms,d0_mm,d1_mm,d2_mm\n0,0,0,900\n1000,800,900,0\n"
+    trace = read_trace(write(tmp_path, "a.csv", text), value="median_far(d*_mm, 4000)")
+    assert trace.values == [4000, 900]
+
+
+def test_scale_before_rounding(tmp_path):
+    path = write(tmp_path, "a.csv", "time_ms,mx\n0,-0.6168\n1000,1.0048\n")
+    assert read_trace(path, value="mx", scale=100).values == [-62, 100]
+
+
+@pytest.mark.parametrize(
+    "text, options, message",
+    [
+        ("a,b\n1,2\n", {}, "no 'value' column"),
+        ("time_ms,v\n1,2\n", {"value": "w"}, "value column 'w' not found"),
+        ("time_ms,v\n1,2\n", {"value": "spread(v)"}, "unknown reduction"),
+        ("time_ms,v\n1,2\n", {"value": "mean(q*)"}, "no column matches"),
+        ("v\n1\n", {"value": "v"}, "no time column"),
+        ("1,2\n", {}, "2 columns and no header"),
+        ("time_ms,v\n1,x2\n", {"value": "v"}, "line 2"),
+    ],
+)
+def test_bad_input_raises_config_error(tmp_path, text, options, message):
+    with pytest.raises(ConfigError, match=message):
+        read_trace(write(tmp_path, "a.csv", text), **options)
+
+
+def test_folders_expand_in_natural_order(tmp_path):
+    for name in ("sample10.txt", "sample2.txt", "notes.md"):
+        write(tmp_path, name, "0,0,1,0\n")
+    assert [p.name for p in expand_paths([tmp_path])] == ["sample2.txt", "sample10.txt"]
+
+
+def test_missing_path_raises(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        expand_paths([tmp_path / "none.txt"])
+
+
+# ---- scoring -----------------------------------------------------------------------------
+
+
+def episode_of(events, rise=20000, fall=60000):
+    times = list(range(0, 80000, 100))
+    labels = [1 if rise <= t < fall else 0 for t in times]
+    episodes = score_episodes(label_episodes(times, labels), [Event(t, s, 0, 0) for t, s in events])
+    assert len(episodes) == 1
+    return episodes[0]
+
+
+@pytest.mark.parametrize(
+    "events, correct",
+    [
+        ([(18000, 1), (75000, 0)], True),  # both at the edges of their windows
+        ([(17900, 1), (61000, 0)], False),  # occupied too early
+        ([(35100, 1), (61000, 0)], False),  # occupied too late
+        ([(25000, 1), (57900, 0)], False),  # vacant too early
+        ([(25000, 1)], False),  # vacant missing
+        ([(25000, 1), (40000, 0), (45000, 1), (61000, 0)], False),  # a flap in between
+        ([(25000, 1), (61000, 0), (70000, 2)], False),  # a fault is another event
+        ([], False),
+    ],
+)
+def test_episode_windows(events, correct):
+    assert episode_of(events).correct is correct
+
+
+def test_two_episodes_scored_apart():
+    times = list(range(0, 200000, 100))
+    labels = [1 if 20000 <= t < 60000 or 120000 <= t < 160000 else 0 for t in times]
+    events = [Event(22000, 1, 0, 0), Event(62000, 0, 0, 0), Event(125000, 1, 0, 0)]
+    first, second = score_episodes(label_episodes(times, labels), events)
+    assert first.correct
+    assert not second.correct
+    assert second.problems == ["0 vacant reports near the departure"]
+
+
+# ---- settings and the command ------------------------------------------------------------
+
+
+def test_settings_from_board_and_overrides():
+    settings = load_settings(board="esp32c3-qmc5883l", overrides=["on_delay_ms=1234"])
+    assert settings["kind"] == "magnetometer"
+    assert settings["on_delay_ms"] == 1234
+
+
+def test_settings_file_detector_section(tmp_path):
+    path = write(tmp_path, "s.json", json.dumps({"occupied_below_mm": 1000, "vacant_above_mm": 1200}))
+    settings = load_settings(settings_file=path, kind="ultrasonic")
+    assert settings == {"occupied_below_mm": 1000, "vacant_above_mm": 1200, "kind": "ultrasonic"}
+
+
+def test_bad_override_rejected():
+    with pytest.raises(ConfigError, match="NAME=INTEGER"):
+        load_settings(board="virtual", overrides=["on_delay_ms"])
+
+
+def test_command_prints_json_summary(tmp_path, capsys):
+    rows = ["%d,%d,%d,%d" % (i, i * 100, 2500 if i < 50 or i >= 150 else 900, int(50 <= i < 150)) for i in range(250)]
+    path = write(tmp_path, "stay.txt", "\n".join(rows) + "\n")
+    status = main(["replay", str(path), "--board", "virtual", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert summary["files"] == 1
+    assert summary["episodes"] == 1
+    assert summary["episodes_correct"] == 1
+    assert summary["episode_accuracy"] == 1.0
+    assert summary["cost"]["allocated_bytes_per_sample"] == 0
+    assert [e["state"] for e in summary["results"][0]["events"]] == ["occupied", "vacant"]
+
+
+def test_command_reports_bad_input(tmp_path, capsys):
+    path = write(tmp_path, "bad.csv", "a,b\n1,2\n")
+    assert main(["replay", str(path)]) == 1
+    assert "no 'value' column" in capsys.readouterr().err
+
+
+# ---- real recordings (a few files; tools/bench_detector.py replays the whole sets) ----------
+
+
+@needs_data
+def test_rdvd_parking_files_scored():
+    files = [RDVD / "parking" / ("sample%d.txt" % n) for n in (5, 14, 59, 95)]
+    summary = replay(files, load_settings(board="esp32c3-qmc5883l"))
+    assert summary["files"] == 4
+    assert summary["episodes"] == 4
+    assert summary["episodes_correct"] >= 3
+    assert summary["cost"]["allocated_bytes_per_sample"] == 0
+
+
+@needs_data
+def test_rdvd_traffic_never_occupied():
+    files = [RDVD / "traffic" / ("sample%d.txt" % n) for n in (1, 2, 3, 10)]
+    summary = replay(files, load_settings(board="esp32c3-qmc5883l"), negative=True)
+    assert summary["negatives"] == 4
+    assert summary["negatives_with_false_occupied"] == 0
+
+
+@needs_data
+def test_edgeai_grid_reduced_to_distance():
+    options = {"value": "median_far(d*_mm, 4000)"}
+    settings = load_settings(board="esp32-devkitc-hcsr04")
+    empty = replay([EDGEAI / "case10_empty.csv"], settings, read_options=options)
+    assert empty["results"][0]["events"] == []
+    parked = replay([EDGEAI / "case07_c1c2_L-M_stationary.csv"], settings, read_options=options)
+    assert [e["state"] for e in parked["results"][0]["events"]] == ["occupied"]
+
+
+@needs_data
+def test_csm_empty_run_has_no_state_change():
+    summary = replay([CSM_EMPTY], load_settings(board="esp32c3-qmc5883l"), read_options={"period_ms": 40, "value": "z"})
+    assert summary["results"][0]["samples"] > 6000
+    assert summary["results"][0]["events"] == []

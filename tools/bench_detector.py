@@ -1,0 +1,135 @@
+"""Replay the recorded data sets through the node's detector and report accuracy and cost.
+
+Runs the firmware detector on the MicroPython interpreter through `baysense replay` (one
+interpreter per data set). Prints a Markdown section; tools/bench.py includes it in
+docs/benchmarks.md. Runnable alone:
+
+    .venv/bin/python tools/bench_detector.py [--data ../shared/data] [--output FILE.md]
+"""
+
+import argparse
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+from baysense.replay import load_settings, replay
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+FIELD_BOARD = "esp32c3-qmc5883l"
+DISTANCE_BOARD = "esp32-devkitc-hcsr04"
+TOF_VALUE = "median_far(d*_mm, 4000)"  # 0 = no target, read as 4 m away
+
+
+def _number(path):
+    found = re.findall(r"\d+", path.stem)
+    return int(found[-1]) if found else 0
+
+
+def _timed(label, paths, settings, **options):
+    started = time.perf_counter()
+    summary = replay(paths, settings, **options)
+    summary["wall_s"] = time.perf_counter() - started
+    summary["label"] = label
+    return summary
+
+
+def run(data_dir):
+    """Replay every data set found under data_dir; return the list of summaries."""
+    field = load_settings(board=FIELD_BOARD)
+    distance = load_settings(board=DISTANCE_BOARD)
+    summaries = []
+
+    parking = sorted((data_dir / "magnetic" / "rdvd" / "parking").glob("*.txt"), key=_number)
+    if parking:
+        summaries.append(_timed("RDVD parking, all files", parking, field))
+        # The settings were tuned on the odd-numbered files only; the even-numbered ones check them.
+        odd = [p for p in parking if _number(p) % 2 == 1]
+        even = [p for p in parking if _number(p) % 2 == 0]
+        summaries.append(_timed("RDVD parking, odd-numbered (tuning half)", odd, field))
+        summaries.append(_timed("RDVD parking, even-numbered (check half)", even, field))
+    traffic = sorted((data_dir / "magnetic" / "rdvd" / "traffic").glob("*.txt"), key=_number)
+    if traffic:
+        summaries.append(_timed("RDVD traffic as negatives", traffic, field, negative=True))
+    edgeai = sorted((data_dir / "tof-magnetic" / "edgeai").glob("*.csv"))
+    if edgeai:
+        summaries.append(_timed("EdgeAI ToF grid, " + TOF_VALUE, edgeai, distance, read_options={"value": TOF_VALUE}))
+    empty_run = data_dir / "magnetic" / "csm-hmc5883" / "data3.txt"
+    if empty_run.exists():
+        options = {"period_ms": 40, "value": "z"}
+        summaries.append(_timed("CSM HMC5883L empty run (z axis, 25 Hz)", [empty_run], field, read_options=options))
+    return summaries
+
+
+def _state_list(result):
+    return ", ".join("%s at %.0f s" % (e["state"], e["time_ms"] / 1000) for e in result["events"]) or "no change"
+
+
+def to_markdown(summaries, data_dir):
+    """Render the summaries as the detector section of docs/benchmarks.md."""
+    lines = [
+        "## Detector replay (`tools/bench_detector.py`)",
+        "",
+        "Command: `.venv/bin/python tools/bench_detector.py --data %s`, on %s, %d CPUs, Python %s; "
+        "detector on the MicroPython unix port (`-X heapsize=110K`)."
+        % (os.path.relpath(data_dir, REPO), platform.machine(), os.cpu_count(), platform.python_version()),
+        "",
+        "| data set | files | result | us per sample | bytes allocated per sample | detector RAM (bytes) | wall time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for summary in summaries:
+        if summary["episodes"]:
+            result = "%d of %d episodes correct (%.3f)" % (
+                summary["episodes_correct"],
+                summary["episodes"],
+                summary["episode_accuracy"],
+            )
+        elif summary["negatives"]:
+            result = "%d of %d files with a false occupied" % (
+                summary["negatives_with_false_occupied"],
+                summary["negatives"],
+            )
+        else:
+            result = "; ".join("%s: %s" % (r["file"], _state_list(r)) for r in summary["results"])
+        cost = summary["cost"]
+        lines.append(
+            "| %s | %d | %s | %.1f | %.3f | %s | %.1f |"
+            % (
+                summary["label"],
+                summary["files"],
+                result,
+                cost["us_per_sample"],
+                cost["allocated_bytes_per_sample"],
+                cost["detector_bytes"],
+                summary["wall_s"],
+            )
+        )
+    lines.append("")
+    lines.append(
+        "us per sample is measured inside the interpreter around `Detector.update()` with "
+        "`time.ticks_us()` on this x86-64 host, not on an ESP32. Bytes allocated per sample is "
+        "`gc.mem_alloc()` after minus before each update with the collector disabled around it."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding the shared data sets")
+    parser.add_argument("--output", type=Path, help="also write the Markdown section to this file")
+    options = parser.parse_args(argv)
+    if not options.data.is_dir():
+        print("bench_detector: data folder not found (%s): pass --data" % options.data, file=sys.stderr)
+        return 1
+    text = to_markdown(run(options.data), options.data)
+    print(text)
+    if options.output:
+        options.output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
