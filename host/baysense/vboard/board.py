@@ -43,6 +43,17 @@ HEAP_SIZE = "142K"
 # banner, printed in pieces, is replaced whole.
 OUTPUT_HOLD_S = 0.005
 
+# Output waiting for a client that reads slowly or not at all, in bytes; past this the oldest
+# is dropped, so a board left running for hours does not hand a new client all its history.
+OUTPUT_QUEUE_LIMIT = 256 * 1024
+# Bytes written to the port at once; with --baud each write is paced, so small writes keep
+# the pacing smooth.
+PUMP_CHUNK = 1024
+
+# Input that follows a Ctrl-C waits for the prompt the Ctrl-C brings, at most this long
+# (seconds), in case the running code catches KeyboardInterrupt and never returns to a prompt.
+HOLD_LIMIT_S = 3.0
+
 # How often (seconds) the watchdog file is checked.
 WDT_CHECK_S = 0.2
 
@@ -80,10 +91,12 @@ class VirtualBoard:
         self._power_cut = False
         self._stopping = False
         self._held_input = bytearray()
+        self._held_since = 0.0
         self._entering_raw = False
         self._phase = "booting"  # booting, idle (at a prompt) or running (code the client sent)
         self._interrupt_pending = False
         self._pending_output = bytearray()
+        self._output_queue = bytearray()
         self._last_output_byte = b""
         self._tail = b""
         self._thread = None
@@ -276,8 +289,12 @@ class VirtualBoard:
             fds = [self._client_master, self._wake_read]
             if self._child_master is not None:
                 fds.append(self._child_master)
-            timeout = OUTPUT_HOLD_S if self._pending_output or self._interrupt_pending else WDT_CHECK_S
-            readable, _, _ = select.select(fds, [], [], timeout)
+            busy = self._pending_output or self._interrupt_pending or self._held_input
+            timeout = OUTPUT_HOLD_S if busy else WDT_CHECK_S
+            writable = [self._client_master] if self._output_queue else []
+            readable, ready, _ = select.select(fds, writable, [], timeout)
+            if ready:
+                self._pump_output()
             if self._stopping:
                 break
 
@@ -300,6 +317,7 @@ class VirtualBoard:
             if self._pending_output and not got_output:
                 self._flush_output()
             self._deliver_interrupt()
+            self._release_held_input()
 
             now = time.monotonic()
             if now >= next_wdt_check:
@@ -324,14 +342,31 @@ class VirtualBoard:
     def _to_child(self, data):
         # An ESP32 turns Ctrl-C into KeyboardInterrupt while code runs; the unix port only does
         # so on SIGINT, so send one unless the interpreter sits at a prompt reading its input.
+        if self._held_input or (self._interrupt_pending and self._phase != "idle"):
+            self._held_input += data
+            return
         if CTRL_C in data and self._phase != "idle":
-            data = data.replace(b"\x03", b"")
+            # What follows the Ctrl-C is meant for the prompt it brings, so it waits for it.
+            at = data.rindex(b"\x03")
+            self._held_input += data[at + 1 :]
+            self._held_since = time.monotonic()
+            data = data[:at].replace(b"\x03", b"")
             self._interrupt_pending = True
             self._deliver_interrupt()
         if data and self._child_master is not None:
             if self._phase == "idle" and (b"\r" in data or b"\n" in data or b"\x04" in data):
                 self._phase = "running"  # a line or a raw REPL block may start running now
             os.write(self._child_master, data)
+
+    def _release_held_input(self):
+        """Pass on input that waited for a prompt, once one came (or after HOLD_LIMIT_S)."""
+        if not self._held_input or self._interrupt_pending or self._entering_raw or self._child is None:
+            return
+        if self._phase != "idle" and time.monotonic() - self._held_since < HOLD_LIMIT_S:
+            return
+        held = bytes(self._held_input)
+        self._held_input.clear()
+        self._to_child(held)
 
     def _deliver_interrupt(self):
         """Turn a pending Ctrl-C into SIGINT once the interpreter can take one.
@@ -365,7 +400,7 @@ class VirtualBoard:
             self._entering_raw = False
             self.mode = "raw"
             rest = self._tail[at:]
-            self._tail = b""
+            self._tail = rest  # the prompt's ">" may come in the next read
             self._phase = "idle" if rest.endswith(PROMPTS) else "running"
             self._pending_output += rest
             if self._held_input:
@@ -398,15 +433,21 @@ class VirtualBoard:
         self._last_output_byte = data[-1:]
         if self._serial_log is not None:
             self._serial_log.write(data)
-        view = memoryview(data)
-        while view:
+        self._output_queue += data
+        if len(self._output_queue) > OUTPUT_QUEUE_LIMIT:
+            # Nobody reads the port: keep the newest output, as a host's serial buffer would.
+            del self._output_queue[: len(self._output_queue) - OUTPUT_QUEUE_LIMIT]
+        self._pump_output()
+
+    def _pump_output(self):
+        """Write queued output to the port as far as the client's side takes it now."""
+        while self._output_queue:
             try:
-                written = os.write(self._client_master, view)
+                written = os.write(self._client_master, self._output_queue[:PUMP_CHUNK])
             except BlockingIOError:
-                # Nobody reads the port: like a UART with no listener, the bytes are lost.
-                return
+                return  # the client reads slowly: the relay loop waits until it can write
+            del self._output_queue[:written]
             self._pace(written)
-            view = view[written:]
 
     def _pace(self, count):
         if self.baud:
