@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from esptool.bin_image import ELFSection, ESP32FirmwareImage
 
 from baysense import boards
 from baysense.cli import main
@@ -18,6 +19,7 @@ from baysense.fleet.progress import INTERRUPTED, OK, SITE, Progress
 from baysense.fleet.runner import Options, Run, exit_status
 from baysense.gateway.server import GatewayThread
 from baysense.registry import Registry
+from baysense.rom.server import BackgroundServer
 from baysense.vboard.board import VirtualBoard
 from baysense.zerotier.fake import FakeCentral, FakeZeroTierOne
 
@@ -29,6 +31,8 @@ ZT_TOKEN = "fleetTESTtoken0000000001"
 ZT_NETWORK = "1a2b3c4d5e000042"
 ZT_CENTRAL_NETWORK = "8056c2e21c000042"
 GATEWAY_MEMBER = "0badc0ffee"
+ESP32_DRAM = 0x3FFB0000
+ESP32_IMAGE_OFFSET = 0x1000
 
 
 @pytest.fixture
@@ -310,3 +314,44 @@ def test_sigint_then_resume(tmp_path, gateway, registry_path):
     finally:
         for virtual in paced:
             virtual.stop()
+
+
+def write_esp32_image(path, fill):
+    image = ESP32FirmwareImage()
+    image.segments = [ELFSection(b".dram0.data", ESP32_DRAM, os.urandom(8 * 1024) + bytes([fill]) * 8 * 1024, 0)]
+    image.entrypoint = 0x40080000
+    data = image.save(None)
+    path.write_bytes(data)
+    return data
+
+
+def test_flash_step_then_changed_image(tmp_path, virtual_boards, gateway, registry_path, capsys):
+    flash_file = tmp_path / "flash.bin"
+    image = write_esp32_image(tmp_path / "micropython.bin", 0x11)
+    with BackgroundServer(flash_file, "esp32", flash_size=4 * 1024 * 1024) as rom:
+        path = write_manifest(tmp_path, gateway, [virtual_boards[0].port],
+                              extra='[firmware]\nimage = "micropython.bin"\nflash = true\n')
+        path.write_text(path.read_text() + 'flash_port = "%s"\n' % rom.url)
+
+        status, bays, _ = provision_json(capsys, path, registry_path)
+
+        assert status == 0, bays["b1"]["detail"]
+        with open(flash_file, "rb") as handle:
+            handle.seek(ESP32_IMAGE_OFFSET)
+            assert handle.read(len(image)) == image
+        log_text = (tmp_path / "site-logs" / "b1.log").read_text()
+        assert "steps flash, deploy, provision, selftest, restart" in log_text
+        assert "md5 verified" in log_text
+
+        # A new image redoes the flash and every step after it.
+        write_esp32_image(tmp_path / "micropython.bin", 0x22)
+        status, bays, _ = provision_json(capsys, path, registry_path)
+
+        assert status == 0, bays["b1"]["detail"]
+        log_text = (tmp_path / "site-logs" / "b1.log").read_text()
+        assert log_text.count("steps flash, deploy, provision, selftest, restart") == 2
+
+        status, bays, _ = provision_json(capsys, path, registry_path, "--no-flash")
+
+        assert status == 0
+        assert bays["b1"]["result"] == "skipped"
