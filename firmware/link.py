@@ -53,7 +53,10 @@ class Uplink:
         if self._wlan.isconnected():
             if not self.connected:
                 self.connected = True
+                # The next outage starts with an immediate attempt and the shortest back-off,
+                # not with what is left of this one's schedule.
                 self._wifi_retry_ms = self._retry_min_ms
+                self._wifi_next = ticks_ms()
                 print("link: Wi-Fi up")
             return True
 

@@ -80,9 +80,11 @@ def settle_ms(detector):
     The longest of its decision delays and its fault delay: by then a car present at boot is
     decided, and a sensor broken at boot is reported as a fault instead of "vacant".
     """
-    delays = [detector.on_delay_ms, detector.fault_after_ms]
-    for name in ("off_delay_ms", "exit_min_ms"):
-        delays.append(getattr(detector, name, 0))
+    # The delays live on the detector or on its decision object, depending on the kind.
+    delays = [0]
+    for owner in (detector, getattr(detector, "decision", None)):
+        for name in ("on_delay_ms", "off_delay_ms", "exit_min_ms", "fault_after_ms"):
+            delays.append(getattr(owner, name, 0))
     return max(delays)
 
 
@@ -156,7 +158,10 @@ class Node:
         self._retry_min_ms = self.timing["retry_min_ms"]
         self._retry_max_ms = self.timing["retry_max_ms"]
         self._reset_cause = board.reset_cause()
-        self._started = ticks_ms()
+        # Uptime is counted in whole seconds: ticks_ms() wraps after 2**30 ms (12.4 days) on
+        # the ESP32, and a millisecond count above 2**30 would be a heap-allocated integer.
+        self.uptime_s = 0
+        self._second_mark = ticks_ms()
 
         now = ticks_ms()
         self._next_sample = now
@@ -191,7 +196,8 @@ class Node:
     def _report_state(self, now):
         self._boot_report_due = False
         detector = self.detector
-        body = protocol.state_body(detector.state, detector.reason, now, detector.value)
+        uptime_ms = self.uptime_s * 1000 + ticks_diff(now, self._second_mark)
+        body = protocol.state_body(detector.state, detector.reason, uptime_ms, detector.value)
         counter = self.counter.next()
         frame = protocol.encode(self._key, protocol.FRAME_STATE, self.device_id, counter, body)
         self.outbox.append(frame)
@@ -258,7 +264,7 @@ class Node:
         # garbage happens to be waiting.
         gc.collect()
         body = protocol.heartbeat_body(
-            ticks_diff(ticks_ms(), self._started) // 1000,
+            self.uptime_s,
             self._reset_cause,
             gc.mem_free(),
             self.uplink.rssi(),
@@ -273,6 +279,9 @@ class Node:
     def step(self):
         """Run one pass of the main loop."""
         now = ticks_ms()
+        while ticks_diff(now, self._second_mark) >= 1000:
+            self._second_mark = ticks_add(self._second_mark, 1000)
+            self.uptime_s += 1
         if ticks_diff(now, self._next_sample) >= 0:
             self._next_sample = ticks_add(self._next_sample, self._sample_ms)
             if ticks_diff(now, self._next_sample) > 0:

@@ -148,9 +148,15 @@ def serial_log(state_dir):
     return path.read_bytes().decode(errors="replace") if path.exists() else ""
 
 
-def run_micropython(script, cwd, timeout=30):
-    """Run a MicroPython script with the firmware modules importable; return the process."""
-    env = dict(os.environ, MICROPYPATH=":".join([str(FIRMWARE_DIR), ".frozen"]))
+def run_micropython(script, cwd, timeout=30, first_path=None):
+    """Run a MicroPython script with the firmware modules importable; return the process.
+
+    Modules in `first_path` (a folder) shadow the firmware's and the built-in ones, for fakes.
+    """
+    path = [str(FIRMWARE_DIR), ".frozen"]
+    if first_path is not None:
+        path.insert(0, str(first_path))
+    env = dict(os.environ, MICROPYPATH=":".join(path))
     return subprocess.run(
         micropython_command() + ["-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
