@@ -12,11 +12,19 @@
 #   0x0D chip id, reads 0xFF.
 
 try:
+    import micropython
     from micropython import const
 except ImportError:  # CPython
+    micropython = None
 
     def const(value):
         return value
+
+
+# Room for the traceback of an exception raised inside an interrupt handler, where the heap
+# may be locked. The unix port has no such call, hence the check.
+if micropython is not None and hasattr(micropython, "alloc_emergency_exception_buf"):
+    micropython.alloc_emergency_exception_buf(100)
 
 
 try:
@@ -171,3 +179,46 @@ def _int16(low, high):
     if value >= 0x8000:
         value -= 0x10000
     return value
+
+
+class Magnetometer:
+    """The board layer's magnetometer: a QMC5883L configured from the board's sensor section.
+
+    Sensor settings used: i2c_address, sample_period_ms (picks the chip's output rate),
+    axis ("x", "y", "z" or "sum", default "sum").
+    """
+
+    def __init__(self, i2c, drdy, settings):
+        period_ms = settings.get("sample_period_ms", 100)
+        rate_hz = 10
+        for rate in sorted(RATES_HZ):
+            if rate * period_ms <= 1000:
+                rate_hz = rate  # the fastest rate that the sample period still keeps up with
+        self.chip = QMC5883L(
+            i2c,
+            address=settings.get("i2c_address", DEFAULT_ADDRESS),
+            drdy=drdy,
+            axis=settings.get("axis", "sum"),
+            rate_hz=rate_hz,
+        )
+        self.chip.start()
+        self.value = 0
+        self.fault = FAULT_NONE
+
+    def sample(self):
+        """Read one sample into value and fault; return the fault code (0 = valid).
+
+        Allocation-free, unlike read(), which builds a tuple.
+        """
+        chip = self.chip
+        if chip.read():
+            self.value = chip.value
+            self.fault = FAULT_NONE
+        else:
+            self.fault = chip.reason
+        return self.fault
+
+    def read(self):
+        """Return (value, fault code), the board layer's sensor interface."""
+        self.sample()
+        return self.value, self.fault

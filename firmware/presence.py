@@ -5,6 +5,11 @@
 # comes from the board layer, so this module never imports `machine`.
 
 try:
+    import micropython
+except ImportError:  # CPython
+    micropython = None
+
+try:
     from time import ticks_ms, ticks_diff
 except ImportError:  # CPython
     from detector import ticks_diff
@@ -12,6 +17,14 @@ except ImportError:  # CPython
 
     def ticks_ms():
         return (monotonic_ns() // 1000000) & ((1 << 30) - 1)
+
+
+# Room for the traceback of an exception raised inside an interrupt handler. The unix port
+# has no such call, hence the check.
+if micropython is not None and hasattr(micropython, "alloc_emergency_exception_buf"):
+    micropython.alloc_emergency_exception_buf(100)
+
+FAULT_NONE = 0  # the same code as in detector.py: a digital input has no fault of its own
 
 
 class PresenceInput:
@@ -47,3 +60,26 @@ class PresenceInput:
         if self._raw != self.value and ticks_diff(now_ms, self._edge_ms) >= self.debounce_ms:
             self.value = self._raw
         return self.value
+
+
+class Presence:
+    """The board layer's presence sensor: a PresenceInput set up from the sensor section.
+
+    Sensor settings used: debounce_ms (default 50), active_high (default true).
+    """
+
+    def __init__(self, pin, settings):
+        self.input = PresenceInput(pin, settings.get("debounce_ms", 50), settings.get("active_high", True))
+        self.input.start()
+        self.value = self.input.value
+        self.fault = FAULT_NONE
+
+    def sample(self):
+        """Read the debounced level into value; return the fault code (always 0). No allocation."""
+        self.value = self.input.read(ticks_ms())
+        return FAULT_NONE
+
+    def read(self):
+        """Return (value, fault code), the board layer's sensor interface."""
+        self.sample()
+        return self.value, FAULT_NONE

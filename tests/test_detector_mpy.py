@@ -202,6 +202,41 @@ def test_driver_handlers_allocate_nothing():
     assert output[5] == "200"
 
 
+BOARD_LAYER_SENSORS = DRIVER_FAKES + """
+from magnetometer import Magnetometer
+from presence import Presence
+
+bus = FakeI2C()
+bus.registers[4] = 0x64   # z = 100
+bus.registers[6] = 0x01   # data ready
+field = Magnetometer(bus, FakePin(), {"i2c_address": 13, "sample_period_ms": 100, "axis": "z"})
+pin = FakePin()
+pin.level = 1
+presence = Presence(pin, {"debounce_ms": 0})
+
+
+def drive(field, presence):
+    micropython.heap_lock()
+    try:
+        faults = field.sample() + presence.sample()
+    finally:
+        micropython.heap_unlock()
+    return faults
+
+
+faults = drive(field, presence)
+print(faults, field.value, presence.value, field.read(), bus.registers[9])
+"""
+
+
+def test_board_layer_sensors_sample_without_allocating():
+    output = run_micropython(BOARD_LAYER_SENSORS)
+    assert output.split()[:3] == ["0", "100", "1"]  # no fault, z = 100, presence seen
+    assert "(100, 0)" in output  # read(): the board layer's (value, fault) tuple
+    # 0x11: 512x oversampling (0x00), 8 G range (0x10), 10 Hz for a 100 ms period (0x00), continuous (0x01)
+    assert output.split()[-1] == "17"
+
+
 def test_magnetometer_bus_error_is_reported():
     source = DRIVER_FAKES + """
 from magnetometer import QMC5883L
