@@ -16,6 +16,7 @@ import protocol
 from counter import Counter
 from detector import PHASE_CALIBRATING, Detector
 from link import WIFI_RETRY_MAX_MS, WIFI_RETRY_MIN_MS, Uplink, with_jitter
+from outbox import CAPACITY as OUTBOX_CAPACITY
 from outbox import Outbox
 
 VERSION = "0.2.0"
@@ -32,6 +33,9 @@ HEARTBEAT_S = 60
 # hung loop.
 WATCHDOG_MS = 30000
 LOOP_SLEEP_MS = 5  # idle time per pass, so the loop does not spin the CPU
+# The outbox keeps its frames in RAM as well as on flash. 256 state frames of about 100 bytes
+# each take about a quarter of the 110 KB heap MicroPython has on an ESP32 (an estimate).
+MAX_OUTBOX = 256
 
 # Optional keys of config.json's "timing" object, with their defaults. Tests and simulations
 # scale them down; a deployed node keeps the defaults.
@@ -72,6 +76,15 @@ def timing(settings):
             continue
         values[name] = int(given[name])
     return values
+
+
+def outbox_capacity(settings):
+    """Return config.json's "outbox_capacity", or the default, kept within 1 to MAX_OUTBOX."""
+    capacity = int(settings.get("outbox_capacity", OUTBOX_CAPACITY))
+    if not 1 <= capacity <= MAX_OUTBOX:
+        _log("node: outbox_capacity", capacity, "is outside 1 to", MAX_OUTBOX, "so", OUTBOX_CAPACITY, "is used")
+        return OUTBOX_CAPACITY
+    return capacity
 
 
 def settle_ms(detector):
@@ -137,7 +150,7 @@ class Node:
         self._watchdog = board.watchdog(self.timing["watchdog_ms"])
 
         # Flash state next: the outbox gives the counter the values already used.
-        self.outbox = Outbox()
+        self.outbox = Outbox(capacity=outbox_capacity(settings))
         resigned = resign(self.outbox, self._key, self.device_id)
         if resigned:
             _log("outbox: re-signed or dropped", resigned, "frame(s) for the current key and id")

@@ -67,8 +67,9 @@ def fast_board():
     return board
 
 
-def node_config(device_id, key, gateway_address, board, timing=None):
+def node_config(device_id, key, gateway_address, board, timing=None, **extra):
     return {
+        **extra,
         "device_id": device_id,
         "key": key.hex(),
         "gateway": "%s:%d" % tuple(gateway_address[:2]),
