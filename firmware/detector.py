@@ -58,10 +58,12 @@ PHASE_NAMES = ("calibrating", "vacant", "arriving", "occupied", "leaving")
 NO_WISH = const(-1)  # a decision returned by a sample that changes nothing
 _FIXED_SHIFT = const(8)  # levels kept in 1/256 count, so slow drift is not rounded away
 
-# Ring sizes are fixed at start-up; settings larger than these are rejected.
+# Ring sizes are fixed at start-up, and settings larger than these are rejected.
 MAX_SMOOTH_SAMPLES = const(32)
 MAX_ACTIVITY_SAMPLES = const(64)
-MAX_CALIBRATION_SAMPLES = const(96)  # 8.6 s at the 11 Hz of a QMC5883L run at 10 Hz + jitter
+# About 8.7 s at 11 samples/s. A calibration_ms longer than this many samples is never
+# spanned, so such a window is only taken at calibration_max_ms.
+MAX_CALIBRATION_SAMPLES = const(96)
 
 # Defaults per kind. The magnetometer values were tuned on recorded parking episodes (see
 # docs/detector.md); a board's "detector" section overrides any of them.
@@ -349,10 +351,10 @@ class ThresholdDecision:
 class FieldDecision:
     """Magnetometer: a vehicle is seen by its transients and by the field's offset.
 
-    The raw counts pass two moving averages (which null periodic interference), then two
-    measures are compared with bands learned from the noise: the offset of the field from the
-    empty bay's baseline (level band) and the spread of the field over a short window
-    (activity band, high while a vehicle moves over the sensor).
+    The raw counts pass two moving averages, which null periodic interference. Two measures
+    are then compared with bands learned from the noise: the offset of the field from the
+    empty bay's baseline (level band), and the spread of the field over a short window
+    (activity band), which is high while a vehicle moves over the sensor.
 
     vacant -> arriving: the field starts changing.
     arriving -> occupied: the field kept changing or stayed off the baseline for on_delay_ms,
@@ -529,9 +531,9 @@ class FieldDecision:
         self.band = _clamp(band, self.band_min, self.band_max)
 
     def _calibrate(self, smooth, spread, now_ms):
-        # Keep the last calibration_ms of smoothed samples; accept them as the empty bay's
-        # field once their older and newer halves agree, so a sensor still settling or a
-        # vehicle leaving during calibration is not learned as the baseline.
+        # Keep the last calibration_ms of smoothed samples, and accept them as the empty bay's
+        # field once their older and newer halves agree. A sensor still settling, or a vehicle
+        # leaving during calibration, is then not learned as the baseline.
         if not self._second_average.full():
             return
         if not self._calibration_started:

@@ -60,8 +60,8 @@ RATES_HZ = {10: 0x00, 50: 0x04, 100: 0x08, 200: 0x0C}
 RANGES_GAUSS = {2: 0x00, 8: 0x10}
 OVERSAMPLING = {512: 0x00, 256: 0x40, 128: 0x80, 64: 0xC0}
 
-# One value per sample for the detector: one axis, or |x| + |y| + |z|. The L1 sum stands in for
-# the magnitude because x^2 + y^2 + z^2 can pass 2^30 and become a heap-allocated big integer
+# One value per sample for the detector: one axis, or |x| + |y| + |z|. The L1 sum replaces the
+# magnitude because x^2 + y^2 + z^2 can pass 2^30 and become a heap-allocated big integer
 # on the ESP32 port.
 AXES = ("x", "y", "z", "sum")
 
@@ -86,7 +86,7 @@ class QMC5883L:
 
         self._buffer = bytearray(7)  # X, Y, Z (little-endian int16) and the status byte
         self._view = memoryview(self._buffer)
-        self._one = bytearray(1)
+        self._register_byte = bytearray(1)
         self.x = 0
         self.y = 0
         self.z = 0
@@ -100,11 +100,11 @@ class QMC5883L:
         self._handler = self._on_ready
 
     def start(self):
-        """Reset and configure the chip; raise OSError if it does not answer as a QMC5883L."""
+        """Reset and configure the chip; raise OSError if its chip id is not a QMC5883L's."""
         self._write(_REG_CONTROL_2, _SOFT_RESET)
-        self.i2c.readfrom_mem_into(self.address, _REG_CHIP_ID, self._one)
-        if self._one[0] != CHIP_ID:
-            raise OSError("QMC5883L at 0x%02x: chip id 0x%02x, expected 0x%02x" % (self.address, self._one[0], CHIP_ID))
+        self.i2c.readfrom_mem_into(self.address, _REG_CHIP_ID, self._register_byte)
+        if self._register_byte[0] != CHIP_ID:
+            raise OSError("QMC5883L at 0x%02x: chip id 0x%02x, expected 0x%02x" % (self.address, self._register_byte[0], CHIP_ID))
         self._write(_REG_SET_RESET, 0x01)
         self._write(_REG_CONTROL_2, 0x00)  # INT_ENB = 0: drive the DRDY pin
         self._write(_REG_CONTROL_1, self._control)
@@ -117,8 +117,8 @@ class QMC5883L:
         self._write(_REG_CONTROL_1, 0x00)  # standby
 
     def _write(self, register, value):
-        self._one[0] = value
-        self.i2c.writeto_mem(self.address, register, self._one)
+        self._register_byte[0] = value
+        self.i2c.writeto_mem(self.address, register, self._register_byte)
 
     def _on_ready(self, pin):
         # Interrupt handler: timestamps only. On the ESP32 port pin interrupts are scheduled
@@ -134,7 +134,7 @@ class QMC5883L:
     def read(self):
         """Read one sample into x, y, z and value; return True if it is valid.
 
-        On False, `reason` holds a detector FAULT_* code (bus error, overflow or no new data).
+        On False, `reason` contains a detector FAULT_* code (bus error, overflow or no new data).
         """
         self._pending = False
         try:

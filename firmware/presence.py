@@ -1,7 +1,7 @@
 # Digital presence input: the output pin of a radar or PIR module, read through an edge IRQ.
 #
-# The interrupt handler stores the pin level and the time of the edge in preallocated fields;
-# read() turns that into a debounced 0/1 for the detector. Both allocate nothing. The pin
+# The interrupt handler stores the pin level and the time of the edge in preallocated fields,
+# and read() turns them into a debounced 0/1 for the detector. Neither allocates. The pin
 # comes from the board layer, so this module never imports `machine`.
 
 try:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from baysense.cli import main
-from baysense.errors import ConfigError
+from baysense.errors import ConfigError, DeviceError
 from baysense.replay import load_settings, replay
 from baysense.replay.engine import Event
 from baysense.replay.scoring import label_episodes, score_episodes
@@ -225,3 +225,10 @@ def test_csm_empty_run_has_no_state_change():
     summary = replay([CSM_EMPTY], load_settings(board="esp32c3-qmc5883l"), read_options={"period_ms": 40, "value": "z"})
     assert summary["results"][0]["samples"] > 6000
     assert summary["results"][0]["events"] == []
+
+
+def test_detector_error_on_micropython_reported(tmp_path):
+    path = write(tmp_path, "a.txt", "0,0,300,0\n1,90,301,0\n")
+    settings = {"kind": "magnetometer", "smooth_samples": 99}
+    with pytest.raises(DeviceError, match="smooth_samples"):
+        replay([path], settings)

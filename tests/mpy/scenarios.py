@@ -40,9 +40,9 @@ def field_trace(
 ):
     """Magnetometer: empty bay, a manoeuvring entry, a parked car, a manoeuvring exit.
 
-    The manoeuvres swing the field by up to `swing` counts around the levels they join (a
-    vehicle's steel passing over the sensor); the parked car shifts the field by `shift`,
-    which may be 0 (a car whose steady field is the empty bay's).
+    The manoeuvres swing the field by up to `swing` counts around the levels they join, as a
+    vehicle's steel passing over the sensor does. The parked car shifts the field by `shift`,
+    which may be 0: a car whose steady field is the empty bay's.
     Returns times, values and the (arrival_ms, departure_ms) truth.
     """
     rng = random.Random(seed)

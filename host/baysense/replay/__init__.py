@@ -1,7 +1,7 @@
 """`baysense replay`: feed recorded traces through the node's detector and score the result.
 
-The detector is firmware/detector.py running on the MicroPython interpreter (the same code a
-node runs); `--engine cpython` loads the same file into this process instead, for quick checks.
+The detector is firmware/detector.py, the code a node runs, on the MicroPython interpreter.
+`--engine cpython` loads the same file into this process instead, for quick checks.
 """
 
 import json
@@ -65,7 +65,7 @@ def load_settings(board=None, settings_file=None, kind=None, overrides=()):
 
 def _warn_unknown(settings):
     # The firmware ignores names it does not know, so a misspelt setting would silently keep
-    # its default; say so here, where a person reads the output.
+    # its default. The warning goes where a person reads the output.
     kind = settings["kind"]
     known = set(engines.load_firmware_detector().DEFAULTS[kind]) | {"kind", "occupied_below_mm", "vacant_above_mm"}
     for name in sorted(set(settings) - known):
@@ -125,7 +125,7 @@ def summarize(results, settings, engine):
     samples = sum(result["cost"]["samples"] for result in results)
     spent_us = sum(result["cost"]["update_us"] for result in results)
     allocated = sum(result["cost"]["allocated_bytes"] for result in results)
-    held = max((result["cost"]["detector_bytes"] for result in results), default=0)
+    detector_bytes = max((result["cost"]["detector_bytes"] for result in results), default=0)
     return {
         "files": len(results),
         "episodes": len(episodes),
@@ -139,7 +139,7 @@ def summarize(results, settings, engine):
             "samples": samples,
             "us_per_sample": round(spent_us / samples, 2) if samples else None,
             "allocated_bytes_per_sample": round(allocated / samples, 3) if samples else None,
-            "detector_bytes": held if engine == "micropython" else None,
+            "detector_bytes": detector_bytes if engine == "micropython" else None,
         },
         "settings": settings,
         "results": results,

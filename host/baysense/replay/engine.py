@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import subprocess
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DeviceError
@@ -23,8 +24,8 @@ RUNNER = Path(__file__).resolve().parent / "mpy_runner.py"
 # The interpreter is given a heap like an ESP32's free heap, so a detector that needs more
 # RAM than a node has fails here too.
 HEAP_SIZE = "110K"
-# Time allowed for the interpreter to start and answer the first trace (includes imports).
-START_TIMEOUT_S = 30.0
+# Time allowed for the interpreter to exit after its input is closed.
+EXIT_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -39,14 +40,13 @@ class Event:
 
 @dataclass
 class Run:
-    """What one trace produced: its events and, on MicroPython, the measured cost."""
+    """The result of one trace: its events and, on MicroPython, the measured cost."""
 
     events: list
     samples: int = 0
     update_us: int = 0
     allocated_bytes: int = 0
     detector_bytes: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class MicroPythonEngine:
@@ -72,38 +72,53 @@ class MicroPythonEngine:
         lines = ["S " + json.dumps(settings, separators=(",", ":"))]
         lines.extend("%d %d" % sample for sample in zip(trace.times_ms, trace.values))
         lines.append("E")
+        # A separate writer, because a trace with many state changes can fill the output pipe
+        # while its input is still being written, and both sides would then wait forever.
+        writer = threading.Thread(target=self._write, args=("\n".join(lines) + "\n",), daemon=True)
+        writer.start()
         try:
-            self._process.stdin.write("\n".join(lines) + "\n")
+            return self._read_run(trace)
+        finally:
+            writer.join()
+
+    def _write(self, text):
+        try:
+            self._process.stdin.write(text)
             self._process.stdin.flush()
         except BrokenPipeError:
-            self._fail(trace)
+            log.debug("the interpreter closed its input early")  # _read_run reports why
+
+    def _read_run(self, trace):
         events = []
+        other = []  # anything else the interpreter printed: a traceback goes to stdout
         while True:
             line = self._process.stdout.readline()
             if not line:
-                self._fail(trace)
+                self._fail(trace, other)
             parts = line.split()
-            if parts[0] == "C":
+            if parts and parts[0] == "C":
                 events.append(Event(*map(int, parts[1:5])))
-            elif parts[0] == "D":
-                samples, spent_us, allocated, held = map(int, parts[1:5])
-                return Run(events, samples, spent_us, allocated, held)
+            elif parts and parts[0] == "D":
+                samples, spent_us, allocated, detector_bytes = map(int, parts[1:5])
+                return Run(events, samples, spent_us, allocated, detector_bytes)
             else:
+                other.append(line.rstrip())
                 log.debug("interpreter printed: %s", line.rstrip())
 
-    def _fail(self, trace):
+    def _fail(self, trace, printed):
         self._process.kill()
-        error_text = self._process.stderr.read().strip()
+        self._process.wait()
+        output = "\n".join(printed[-5:] + [self._process.stderr.read().strip()]).strip()
         raise DeviceError(
-            "the detector failed on MicroPython while replaying %s: %s" % (trace.name, error_text or "no output"),
-            "run with -vv, or replay the file with --engine cpython to compare",
+            "the detector failed on MicroPython while replaying %s: %s" % (trace.name, output or "no output"),
+            "check the detector settings, or replay the file with --engine cpython to compare",
         )
 
     def close(self):
         if self._process.poll() is None:
             self._process.stdin.close()
             try:
-                self._process.wait(timeout=START_TIMEOUT_S)
+                self._process.wait(timeout=EXIT_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()

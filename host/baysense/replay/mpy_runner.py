@@ -29,7 +29,7 @@ def run():
     readline = sys.stdin.readline
     write = sys.stdout.write
     detector = None
-    held = 0
+    detector_bytes = 0
     samples = 0
     spent_us = 0
     allocated = 0
@@ -40,14 +40,14 @@ def run():
         head = line[0]
         if head == "S":
             detector = None
-            detector, held = measure_detector_bytes(json.loads(line[2:]))
+            detector, detector_bytes = measure_detector_bytes(json.loads(line[2:]))
             samples = 0
             spent_us = 0
             allocated = 0
             gc.collect()
             continue
         if head == "E":
-            write("D %d %d %d %d\n" % (samples, spent_us, allocated, held))
+            write("D %d %d %d %d\n" % (samples, spent_us, allocated, detector_bytes))
             continue
         if head == "F":
             parts = line[2:].split()

@@ -11,7 +11,7 @@ import io
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -40,7 +40,6 @@ class Trace:
     times_ms: list
     values: list
     labels: list = None
-    notes: list = field(default_factory=list)
 
 
 def _number(text):
