@@ -13,7 +13,7 @@ def each_sensor_kind(kinds=KINDS):
 def wait_until_settled(board):
     """Wait for the node's first decision after boot, once the sensor has learned the empty bay.
 
-    Only the magnetometer learns its baseline at start; a car placed before that would be
+    Only the magnetometer learns its baseline at start. A car placed before then would be
     learned as the empty bay's field, on a real bench as on a virtual board.
     """
     if board.kind == "magnetometer":

@@ -6,8 +6,8 @@ from conftest import each_sensor_kind, wait_until_settled
 FAULT_NO_ECHO = 1
 FAULT_BUS = 4
 UNPLUGGED_REASON = {"ultrasonic": FAULT_NO_ECHO, "magnetometer": FAULT_BUS}
-# Counters the gateway rejected as going back or reused (ingest.py's rejection reasons).
-COUNTER_REJECTIONS = ("old_counter", "reused_counter")
+# Gateway tallies of frames rejected because their counter went back or was reused.
+COUNTER_REJECTIONS = ("rejected_old_counter", "rejected_reused_counter")
 
 
 def fault_wait_s(board):

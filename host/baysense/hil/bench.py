@@ -122,8 +122,13 @@ class Bench:
         self.gateway.stop()
 
     def acquire(self, count=1, kind=None):
-        """Return `count` boards with a sensor of `kind` (any kind when None), adding virtual ones if allowed."""
-        self.start()
+        """Return `count` boards with a sensor of `kind`, adding virtual ones if allowed.
+
+        With no kind, a real bench gives boards of any kind, and a virtual one gives ultrasonic
+        boards (the default definition), so the same test gets the same boards each run.
+        """
+        if kind is None and self.elastic:
+            kind = "ultrasonic"
         chosen = [board for board in self.boards if kind is None or board.kind == kind][:count]
         while len(chosen) < count and self.elastic:
             definition = VIRTUAL_DEFINITIONS[kind or "ultrasonic"]
@@ -136,6 +141,7 @@ class Bench:
                 "the bench has %d of the %s this test needs" % (len(chosen), wanted),
                 "pass one --board PORT@DEFINITION for each (see docs/hil.md)",
             )
+        self.start()
         return chosen
 
     def run_on_each(self, boards, action):

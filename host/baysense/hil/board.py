@@ -1,8 +1,8 @@
 """The board a test gets: code, files, resets, deploy and provision, and the serial output.
 
-Every operation first brings the board to the state it needs (exec and files need the repl,
-which stops the node; the resets end with the node running) through the strategy, so a test
-never leaves the board in a state the next step cannot handle.
+Every operation first brings the board to the state it needs through the strategy. Exec and
+file operations need the repl, which stops the node, and the resets end with the node
+running. So a test never leaves the board in a state the next step cannot handle.
 """
 
 import logging

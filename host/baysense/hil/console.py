@@ -2,8 +2,8 @@
 
 A board prints whether or not the host is running code on it: the node's `bay:` lines come
 while a test waits on the gateway. A monitor thread reads the port whenever no Device
-operation holds it, so the output stays whole (a virtual board drops what nobody reads, as a
-UART with no listener does). Everything is appended to one session-long log file as it
+operation holds it, so the output stays whole: a virtual board drops output that no client reads,
+as a UART with no listener does. Everything is appended to one session-long log file as it
 arrives, so the log survives a test that hangs or a run that is killed.
 """
 
@@ -107,8 +107,8 @@ class Console:
         return re.search(pattern, self.text(since), re.MULTILINE)
 
     def _collect(self):
-        # The Device keeps what it read during an operation in its own log; move the new part
-        # here so that output read by the Device and by the monitor stays in order.
+        # The Device keeps what it read during an operation in its own log. The new part is
+        # moved here at once, so output read by the Device and by the monitor stays in order.
         device = self.device
         if device is None:
             return
@@ -124,7 +124,7 @@ class Console:
 
     def _run_monitor(self):
         while not self._stopping.wait(MONITOR_INTERVAL_S):
-            # Skip a round while a Device operation holds the port: it reads the output itself.
+            # Skip a round while a Device operation has the port, because that operation reads the output.
             if not self._lock.acquire(blocking=False):
                 continue
             try:

@@ -3,8 +3,8 @@
 It is driven through Device like any board. install() puts a small responder in its REPL
 namespace; the methods then change what the responder does, one short exec each:
 
-- ultrasonic: the controller watches the node's trigger line and answers each trigger with
-  a pulse on the node's echo line as long as the echo of the requested distance (the sensor's
+- ultrasonic: the controller watches the node's trigger line and responds to each trigger
+  with a pulse on the node's echo line as long as the echo of the requested distance (the sensor's
   own echo output is disconnected), or with nothing (an unplugged ranger);
 - presence: the controller drives the node's presence input high or low;
 - magnetometer: the controller switches a coil near the sensor through a MOSFET (the car's
@@ -46,7 +46,7 @@ _bench_presence = machine.Pin(_bench_pins['presence_out'], machine.Pin.OUT, valu
 _bench_coil = machine.Pin(_bench_pins['coil_out'], machine.Pin.OUT, value=0)
 _bench_power = machine.Pin(_bench_pins['sensor_power_out'], machine.Pin.OUT, value=1)
 _bench_echo_us = [0, 0]
-def _bench_answer(pin):
+def _bench_respond(pin):
     width = _bench_echo_us[0]
     if width:
         time.sleep_us(%(delay)d)
@@ -54,7 +54,7 @@ def _bench_answer(pin):
         time.sleep_us(width)
         _bench_echo.value(0)
         _bench_echo_us[1] += 1
-_bench_trigger.irq(handler=_bench_answer, trigger=machine.Pin.IRQ_FALLING)
+_bench_trigger.irq(handler=_bench_respond, trigger=machine.Pin.IRQ_FALLING)
 """
 
 
@@ -75,7 +75,7 @@ def load_wiring(path):
 
 
 class BenchController:
-    """A MicroPython board on `port`, wired to the node's sensor lines as `wiring` says."""
+    """A MicroPython board on `port`, wired to the node's sensor lines as `wiring` sets out."""
 
     def __init__(self, port, wiring=None):
         self.wiring = dict(wiring or DEFAULT_WIRING)
@@ -83,7 +83,7 @@ class BenchController:
         self.port = port
 
     def install(self):
-        """Load the responder: no echo answer, presence low, coil off, sensor powered."""
+        """Load the responder: no echo, presence low, coil off, sensor powered."""
         self.device.exec(RESPONDER % {"pins": self.wiring, "delay": ECHO_DELAY_US})
         log.info("bench controller on %s ready, pins %s", self.port, self.wiring)
         return self
@@ -91,13 +91,13 @@ class BenchController:
     def close(self):
         self.device.close()
 
-    def answer_echo(self, distance_mm):
-        """Answer every trigger with the echo of an object `distance_mm` away."""
+    def set_echo_distance(self, distance_mm):
+        """Respond to every trigger with the echo of an object `distance_mm` away."""
         width_us = round(distance_mm * ECHO_US_PER_MM)
         self.device.exec("_bench_echo_us[0] = %d" % width_us)
 
     def silence_echo(self):
-        """Answer no trigger, as a ranger with its cable pulled."""
+        """Respond to no trigger, as a ranger with its cable pulled."""
         self.device.exec("_bench_echo_us[0] = 0")
 
     def echoes_sent(self):

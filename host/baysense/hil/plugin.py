@@ -119,7 +119,7 @@ def hil_log_dir(request, hil_bench):
 
 @pytest.fixture
 def board(request, hil_bench, gateway, hil_log_dir):
-    """One board in the state the test asks for (default: the node freshly started, bay empty)."""
+    """One board in the state the test requests (default: the node freshly started, bay empty)."""
     [chosen] = _setup_boards(request, hil_bench, 1, hil_log_dir)
     yield _SkipUnsupported(chosen)
     _teardown_boards(hil_bench, [chosen])

@@ -60,7 +60,7 @@ class VirtualBay:
         self._set("car gone", **self._bay(parked=False))
 
     def unplug(self):
-        """The sensor stops answering, as when its cable is pulled."""
+        """The sensor stops responding, as when its cable is pulled."""
         if self.kind == "ultrasonic":
             self._set("sensor unplugged", echo=False)
         elif self.kind == "magnetometer":
@@ -140,7 +140,7 @@ class BenchBay:
         if self.kind == "magnetometer":
             controller.set_sensor_power(True)
         elif self.kind == "ultrasonic":
-            controller.answer_echo(self.empty_distance_mm)
+            controller.set_echo_distance(self.empty_distance_mm)
 
     def link(self, up):
         """Stop or restart the gateway: a bench cannot cut the board's Wi-Fi, but it can stop the far end."""
@@ -152,7 +152,7 @@ class BenchBay:
     def _set_bay(self, parked):
         controller = self._controller()
         if self.kind == "ultrasonic":
-            controller.answer_echo(self.car_distance_mm if parked else self.empty_distance_mm)
+            controller.set_echo_distance(self.car_distance_mm if parked else self.empty_distance_mm)
         elif self.kind == "magnetometer":
             controller.set_coil(parked)
         else:

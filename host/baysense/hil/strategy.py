@@ -4,12 +4,12 @@
     off <--> bootloader <--> repl <--> firmware   (and every other pair, through repl)
 
 - off: no power (a virtual board's process stopped; a real chip held in reset by EN).
-- bootloader: the ROM serial bootloader, answering esptool.
+- bootloader: the ROM serial bootloader, which esptool talks to.
 - repl: MicroPython at its prompt, the node not running (what exec and file copies need).
 - firmware: the node's main loop running; the node has printed its start line.
 
 A transition is done by the target's physical steps and then verified: esptool synchronises
-with the bootloader, the REPL answers Ctrl-C with its prompt, the node prints its start line.
+with the bootloader, the REPL shows its prompt after Ctrl-C, the node prints its start line.
 A failed transition leaves the state "unknown", so the next request starts from a reset.
 """
 
@@ -131,10 +131,10 @@ class Strategy:
                 self.bootloader_chip = loader.get_chip_description()
         except (FatalError, OSError) as error:
             raise DeviceError(
-                "the bootloader of %s did not answer esptool on %s" % (self.name, url),
+                "the bootloader of %s did not respond to esptool on %s" % (self.name, url),
                 "check the USB cable and the auto-reset circuit, or hold BOOT while pressing EN: %s" % error,
             ) from error
-        log.info("%s: bootloader answered: %s", self.name, self.bootloader_chip)
+        log.info("%s: esptool identified the chip: %s", self.name, self.bootloader_chip)
 
     def _to_repl(self):
         if self.state in (UNKNOWN, OFF, BOOTLOADER):

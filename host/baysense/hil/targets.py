@@ -1,7 +1,7 @@
 """How to power, reset and boot one kind of board: a virtual board or a board on a serial port.
 
-A target does the physical steps only (start a process, toggle a modem line); the strategy
-decides which steps a state change needs and checks that the board got there.
+A target does the physical steps only, such as starting a process or toggling a modem line.
+The strategy decides which steps a state change needs and checks that the board got there.
 """
 
 import logging
@@ -133,8 +133,8 @@ class SerialTarget:
         self.reset()
 
     def reset(self):
-        # NOTE: written from esptool's reset code and the DevKitC schematic; not yet run on a
-        # bench, where a USB hub or bridge quirk may need a longer hold.
+        # NOTE: written from esptool's reset code and the DevKitC schematic, and not yet run on
+        # a bench. A USB hub or bridge quirk there may need a longer hold.
         with self.console.use() as device:
             device.serial.dtr = False
             HardReset(device.serial, uses_usb=self.native_usb).reset()

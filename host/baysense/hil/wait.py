@@ -12,7 +12,7 @@ POLL_S = 0.05
 class ExpectationTimeout(BaysenseError, AssertionError):
     """A condition a test waited for did not come true in time.
 
-    It is an AssertionError as well, so pytest reports it as a failed expectation; the hint
+    It is an AssertionError as well, so pytest reports it as a failed expectation. The hint
     carries the last output of the boards involved and the paths of their logs.
     """
 

@@ -1,0 +1,71 @@
+"""The plugin's options and skips, in pytest sessions run inside this one."""
+
+import pytest
+
+from baysense.errors import ConfigError
+from baysense.hil.bench import Bench, BenchTooSmall, BoardSpec, bench_specs, parse_board
+
+pytest_plugins = ["pytester"]
+
+
+def test_board_option_parsing():
+    assert parse_board("/dev/ttyUSB0") == BoardSpec("/dev/ttyUSB0")
+    assert parse_board("/dev/ttyUSB0@esp32c3-qmc5883l") == BoardSpec("/dev/ttyUSB0", "esp32c3-qmc5883l")
+    assert parse_board("virtual@virtual-presence") == BoardSpec("virtual", "virtual-presence")
+    # An @ that names no board definition belongs to the port.
+    assert parse_board("rfc2217://bench@host:4000") == BoardSpec("rfc2217://bench@host:4000")
+
+
+def test_bench_specs_sources():
+    environ = {"BAYSENSE_BOARDS": "/dev/ttyUSB0, /dev/ttyUSB1@esp32c3-qmc5883l"}
+
+    assert bench_specs([], None, environ) == [BoardSpec("/dev/ttyUSB0"), BoardSpec("/dev/ttyUSB1", "esp32c3-qmc5883l")]
+    assert bench_specs(["virtual"], 2, environ) == [BoardSpec("virtual")] * 3
+    assert bench_specs([], None, {}) == []
+    with pytest.raises(ConfigError, match="negative"):
+        bench_specs([], -1, {})
+
+
+def test_hardware_test_skips_on_virtual_bench(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.hardware
+        def test_needs_hardware(board):
+            pass
+        """
+    )
+    result = pytester.runpytest("-rs")
+
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*needs a real board: pass --board PORT (or set BAYSENSE_BOARDS)*"])
+
+
+def test_real_board_needs_reachable_gateway(pytester):
+    pytester.makepyfile("def test_any(board):\n    pass\n")
+    result = pytester.runpytest("--board", "/dev/ttyNONE@esp32-devkitc-hcsr04")
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*a real board cannot reach a gateway on 127.0.0.1*--gateway-listen*"])
+
+
+def test_real_bench_never_adds_virtual_boards(tmp_path):
+    # The port is never opened and the gateway never started: the bench is too small first.
+    # 192.0.2.1 is a documentation address, given only to pass the reachability check.
+    bench = Bench([BoardSpec("/dev/ttyNONE", "esp32-devkitc-hcsr04")], tmp_path, gateway_host="192.0.2.1")
+    try:
+        with pytest.raises(BenchTooSmall, match="0 of the 1 board"):
+            bench.acquire(1, "magnetometer")
+        assert [board.kind for board in bench.boards] == ["ultrasonic"]
+        assert not bench.gateway.running
+    finally:
+        bench.close()
+
+
+def test_plain_tests_start_nothing(pytester):
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1)
+    assert not list(pytester.path.rglob("gateway.db"))
