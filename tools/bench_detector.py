@@ -1,13 +1,15 @@
 """Replay the recorded data sets through the node's detector and report accuracy and cost.
 
 Runs the firmware detector on the MicroPython interpreter through `baysense replay` (one
-interpreter per data set). Prints a Markdown section; tools/bench.py includes it in
-docs/benchmarks.md. Runnable alone:
+interpreter per data set). Prints a Markdown section and puts it in docs/benchmarks.md between
+the detector-bench markers (--no-write skips that). `make bench` runs it through
+tools/bench.py; it also runs alone:
 
-    .venv/bin/python tools/bench_detector.py [--data ../shared/data] [--output FILE.md]
+    .venv/bin/python tools/bench_detector.py [--data ../shared/data] [--no-write]
 """
 
 import argparse
+import datetime
 import os
 import platform
 import re
@@ -22,6 +24,9 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 FIELD_BOARD = "esp32c3-qmc5883l"
 DISTANCE_BOARD = "esp32-devkitc-hcsr04"
 TOF_VALUE = "median_far(d*_mm, 4000)"  # 0 = no target, read as 4 m away
+BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
+SECTION_START = "<!-- detector-bench:start -->"
+SECTION_END = "<!-- detector-bench:end -->"
 
 
 def _number(path):
@@ -71,11 +76,13 @@ def _state_list(result):
 def to_markdown(summaries, data_dir):
     """Render the summaries as the detector section of docs/benchmarks.md."""
     lines = [
-        "## Detector replay (`tools/bench_detector.py`)",
+        SECTION_START,
+        "## Detector replay (tools/bench_detector.py, %s)" % datetime.date.today().isoformat(),
         "",
-        "Command: `.venv/bin/python tools/bench_detector.py --data %s`, on %s, %d CPUs, Python %s; "
-        "detector on the MicroPython unix port (`-X heapsize=110K`)."
-        % (os.path.relpath(data_dir, REPO), platform.machine(), os.cpu_count(), platform.python_version()),
+        "Command: `.venv/bin/python tools/bench_detector.py --data %s`. Machine: %d CPUs, %s, Python %s. "
+        "The detector runs on the MicroPython unix port (`-X heapsize=110K`); docs/detector.md "
+        "explains the scoring and the misses."
+        % (os.path.relpath(data_dir, REPO), os.cpu_count(), platform.machine(), platform.python_version()),
         "",
         "| data set | files | result | us per sample | bytes allocated per sample | detector RAM (bytes) | wall time (s) |",
         "|---|---|---|---|---|---|---|",
@@ -113,21 +120,35 @@ def to_markdown(summaries, data_dir):
         "`time.ticks_us()` on this x86-64 host, not on an ESP32. Bytes allocated per sample is "
         "`gc.mem_alloc()` after minus before each update with the collector disabled around it."
     )
+    lines.append(SECTION_END)
     return "\n".join(lines) + "\n"
+
+
+def write_section(section):
+    """Replace the detector section of docs/benchmarks.md, leaving other sections alone."""
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    if SECTION_START in text and SECTION_END in text:
+        head, rest = text.split(SECTION_START, 1)
+        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    BENCHMARKS_MD.write_text(text)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding the shared data sets")
-    parser.add_argument("--output", type=Path, help="also write the Markdown section to this file")
+    parser.add_argument("--no-write", action="store_true", help="print the figures without writing docs/benchmarks.md")
     options = parser.parse_args(argv)
     if not options.data.is_dir():
         print("bench_detector: data folder not found (%s): pass --data" % options.data, file=sys.stderr)
         return 1
     text = to_markdown(run(options.data), options.data)
     print(text)
-    if options.output:
-        options.output.write_text(text)
+    if not options.no_write:
+        write_section(text)
+        print("written to %s" % BENCHMARKS_MD.relative_to(REPO))
     return 0
 
 
