@@ -23,8 +23,10 @@ from baysense.vboard.board import VirtualBoard
 # Real seconds per simulated second are 1 / SCALE.
 SCALE = 100
 
-# The node's default timings (firmware/node.py and link.py) divided by SCALE. retry_min_ms is
-# kept at 20 ms, above one gateway round trip with its fsync, so a normal ack is not raced.
+# The node's default timings (firmware/node.py and link.py) divided by SCALE, with two
+# exceptions. retry_min_ms is 20 ms rather than 2.5 ms, so that an ack usually comes back
+# before the first resend (a resend before it is harmless, because the gateway acks a repeat of
+# its last counter). The watchdog keeps its 30 s, because sensing runs in real time.
 SCALED_TIMING = {
     "retry_min_ms": 20,
     "retry_max_ms": 30000 // SCALE,

@@ -1,12 +1,15 @@
 """Heartbeats of a virtual board carry its health, as the gateway stores it."""
 
+import re
+
 from baysense.gateway.simnode import provision
+from baysense.paths import FIRMWARE_DIR
 
 import node_harness as harness
 
 DEVICE_ID = "bay-01"
 RSSI_DBM = -71
-FIRMWARE_VERSION = "0.2.0"  # VERSION in firmware/node.py
+FIRMWARE_VERSION = re.search(r'^VERSION = "([^"]+)"', (FIRMWARE_DIR / "node.py").read_text(), re.M).group(1)
 HEARTBEAT_MS = 300
 # The board's heap is 142 KB with about 29 KB taken by the simulated HAL (vboard/board.py), so
 # a firmware that leaks or bloats shows far below this.
