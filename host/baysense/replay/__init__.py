@@ -138,7 +138,8 @@ def summarize(results, settings, engine):
         "cost": {
             "samples": samples,
             "us_per_sample": round(spent_us / samples, 2) if samples else None,
-            "allocated_bytes_per_sample": round(allocated / samples, 3) if samples else None,
+            # Only the MicroPython runner measures allocation.
+            "allocated_bytes_per_sample": round(allocated / samples, 3) if samples and engine == "micropython" else None,
             "detector_bytes": detector_bytes if engine == "micropython" else None,
         },
         "settings": settings,
@@ -178,11 +179,9 @@ def format_text(summary):
         )
     cost = summary["cost"]
     if cost["samples"]:
-        line = "cost on %s: %.1f us per sample, %.3f bytes allocated per sample" % (
-            summary["engine"],
-            cost["us_per_sample"],
-            cost["allocated_bytes_per_sample"],
-        )
+        line = "cost on %s: %.1f us per sample" % (summary["engine"], cost["us_per_sample"])
+        if cost["allocated_bytes_per_sample"] is not None:
+            line += ", %.3f bytes allocated per sample" % cost["allocated_bytes_per_sample"]
         if cost["detector_bytes"] is not None:
             line += ", detector holds %d bytes" % cost["detector_bytes"]
         lines.append(line)
@@ -208,7 +207,7 @@ def _columns(ctx, param, value):
 @click.option(
     "--value",
     help="Column holding the reading, or REDUCTION(columns) over columns and globs, e.g. "
-    "'median_nonzero(d*_mm)'. Reductions: %s." % ", ".join(sorted(REDUCTIONS)),
+    "'median_far(d*_mm, 4000)'. Reductions: %s." % ", ".join(sorted(REDUCTIONS)),
 )
 @click.option("--time", "time_column", help="Column holding the time in ms or ISO 8601 (default: timestamp_ms, timestamp, ...).")
 @click.option("--period-ms", type=click.IntRange(min=1), help="Fixed sample period in ms, for files without a time column.")
