@@ -24,7 +24,7 @@ KINDS = ("ultrasonic", "magnetometer", "presence")
 def load_settings(board=None, settings_file=None, kind=None, overrides=()):
     """Build the detector settings: a board's "detector" section plus "kind", then overrides.
 
-    `settings_file` is a JSON file holding either a whole board definition or only a detector
+    `settings_file` is a JSON file containing either a whole board definition or only a detector
     section; `overrides` are "NAME=INTEGER" strings.
     """
     if board and settings_file:
