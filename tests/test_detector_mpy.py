@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from baysense.paths import HAL_DIR
 from baysense.replay.engine import CPythonEngine, MicroPythonEngine
 from baysense.replay.traces import Trace
 from mpy import scenarios
@@ -235,6 +236,48 @@ def test_board_layer_sensors_sample_without_allocating():
     assert "(100, 0)" in output  # read(): the board layer's (value, fault) tuple
     # 0x11: 512x oversampling (0x00), 8 G range (0x10), 10 Hz for a 100 ms period (0x00), continuous (0x01)
     assert output.split()[-1] == "17"
+
+
+# The board layer builds the sensor from a board's sensor section, on the virtual board's HAL
+# (a simulated I2C magnetometer and input pin driven by sim/stimulus.json).
+VIRTUAL_BOARD_SENSOR = """
+import time
+import board
+
+sensor = board.make_sensor(%(sensor)r)
+valid = 0
+for i in range(12):
+    time.sleep_ms(110)
+    value, fault = sensor.read()
+    if not fault:
+        valid += 1
+print(valid, value)
+"""
+
+
+@pytest.mark.parametrize(
+    "sensor, stimulus, expected",
+    [
+        (
+            {"kind": "magnetometer", "pins": {"sda": 8, "scl": 9, "drdy": 3}, "i2c_address": 13, "sample_period_ms": 100},
+            {"field": [100, -200, 300], "field_noise": 0},
+            600,  # |x| + |y| + |z|
+        ),
+        ({"kind": "presence", "pins": {"input": 4}, "debounce_ms": 50}, {"presence": 1}, 1),
+    ],
+    ids=["magnetometer", "presence"],
+)
+def test_sensor_on_virtual_board_hal(tmp_path, sensor, stimulus, expected):
+    (tmp_path / "fs").mkdir()
+    (tmp_path / "sim").mkdir()
+    (tmp_path / "sim" / "stimulus.json").write_text(json.dumps(stimulus))
+    wiring = {key: sensor[key] for key in ("kind", "pins", "i2c_address") if key in sensor}
+    (tmp_path / "sim" / "wiring.json").write_text(json.dumps({"sensor": wiring}))
+    environment = {"BAYSENSE_VBOARD_FS": str(tmp_path / "fs"), "BAYSENSE_VBOARD_SIM": str(tmp_path / "sim")}
+    output = run_micropython(VIRTUAL_BOARD_SENSOR % {"sensor": sensor}, before=[HAL_DIR], environment=environment)
+    valid, value = map(int, output.split())
+    assert valid == 12
+    assert value == expected
 
 
 def test_magnetometer_bus_error_is_reported():
