@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -299,3 +300,30 @@ def test_status_missing_db_names_fix(tmp_path, capsys):
     status = main(["status", "--db", str(tmp_path / "none.db")])
     assert status == 1
     assert "gateway database not found" in capsys.readouterr().err
+
+
+def test_failed_commit_sends_no_ack(gateway, keys):
+    store = gateway.gateway._store
+    real_commit = store.commit
+    failures = []
+
+    def failing_commit(reports, tallies):
+        if reports and not failures:
+            failures.append(len(reports))
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_commit(reports, tallies)
+
+    store.commit = failing_commit
+    with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
+        counter, frame = node.state_frame(protocol.STATE_OCCUPIED)
+        node.send(frame)
+        acked_first = node.wait_ack(counter, 0.3)
+        node.deliver(counter, frame)
+
+    db_path = gateway.gateway.db_path
+    with Store(db_path) as store_reader:
+        reports = store_reader.reports()
+    assert failures == [1]
+    assert not acked_first
+    assert [report["counter"] for report in reports] == [1]
+    assert wait_for(lambda: stats(db_path).get("store_failed") == 1)

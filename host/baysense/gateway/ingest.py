@@ -83,10 +83,6 @@ class Ingest:
             device_id: DeviceCounter(kid, counter, tag) for device_id, (kid, counter, tag) in counters.items()
         }
 
-    def note_pending(self, report):
-        """Mark an accepted report whose commit has not run yet (after load())."""
-        self.devices[report.device_id] = DeviceCounter(report.key_id, report.counter, report.tag, report)
-
     def take_tallies(self):
         """Return the tallies since the last call and start new ones."""
         tallies = self.tallies

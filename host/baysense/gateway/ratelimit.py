@@ -64,7 +64,7 @@ class LogLimiter:
         self.clock = clock
         self._windows = {}  # key -> [window start, lines logged, lines suppressed]
 
-    def log(self, level, key, message, *args):
+    def log(self, level, key, message, *args, exc_info=False):
         now = self.clock()
         window = self._windows.get(key)
         if window is None or now - window[0] >= self.window_s:
@@ -76,6 +76,6 @@ class LogLimiter:
             self._windows[key] = window
         if window[1] < self.burst:
             window[1] += 1
-            self.logger.log(level, message, *args)
+            self.logger.log(level, message, *args, exc_info=exc_info)
         else:
             window[2] += 1

@@ -33,5 +33,6 @@ class Settings:
     # Log lines per rejection reason per window, then one summary line for the rest.
     log_burst: int = 5
     log_window_s: float = 10.0
-    # Kernel receive buffer requested for the socket (bytes), so bursts survive an fsync.
+    # Kernel receive buffer requested for the socket (bytes), so datagrams arriving during a
+    # commit wait there. Linux caps it at net.core.rmem_max.
     receive_buffer: int = 4 * 1024 * 1024

@@ -1,8 +1,13 @@
 """The gateway's SQLite store: accepted reports, bay states, latest health and tallies.
 
 Every report is committed (WAL, synchronous=FULL) before the gateway acknowledges it, so an
-acknowledged report survives a crash or power loss. Reports are keyed by (device, key, counter),
-because a new key starts a new counter sequence: a report already stored is never applied twice.
+acknowledged report survives a crash or power loss. A report is stored and applied only if its
+counter is above the device's stored last counter under the same key (a new key starts a new
+sequence), so a report already stored is never applied twice.
+
+The reports table is an append-only log in arrival order, with no index on (device, counter):
+the guard on device_counters does the deduplication, and appending keeps the pages written per
+commit few, which is what bounds the gateway's ingest rate.
 """
 
 import logging
@@ -29,15 +34,15 @@ CREATE TABLE IF NOT EXISTS device_counters (
     updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY,
     device_id TEXT NOT NULL,
     key_id TEXT NOT NULL,
     counter INTEGER NOT NULL,
     frame_type INTEGER NOT NULL,
     body BLOB NOT NULL,
     received REAL NOT NULL,
-    source TEXT NOT NULL,
-    PRIMARY KEY (device_id, key_id, counter)
-) WITHOUT ROWID;
+    source TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS bays (
     device_id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -86,7 +91,7 @@ class Report:
 
 
 class Store:
-    """The gateway database. One Store per thread; the gateway's writer owns its own."""
+    """The gateway database. The gateway writes through one Store; readers open their own."""
 
     def __init__(self, path, create=True):
         self.path = Path(path)
@@ -129,8 +134,8 @@ class Store:
     def commit(self, reports, stats):
         """Store reports and add `stats` ({name: count}) in one transaction.
 
-        Returns how many reports were new. A report whose (device, key, counter) is already
-        stored changes nothing.
+        Returns how many reports were new. A report whose counter is not above the device's
+        stored one under the same key changes nothing.
         """
         applied = 0
         with self.db:
@@ -146,8 +151,23 @@ class Store:
         return applied
 
     def _insert(self, report):
-        inserted = self.db.execute(
-            "INSERT OR IGNORE INTO reports (device_id, key_id, counter, frame_type, body, received, source)"
+        # The guard makes the upsert change nothing for a counter at or below the stored one
+        # under the same key, so a duplicate is detected in the same transaction that stores.
+        advanced = self.db.execute(
+            "INSERT INTO device_counters (device_id, key_id, last_counter, last_tag, updated)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
+            " key_id = excluded.key_id, last_counter = excluded.last_counter,"
+            " last_tag = excluded.last_tag, updated = excluded.updated"
+            " WHERE excluded.key_id != device_counters.key_id"
+            " OR excluded.last_counter > device_counters.last_counter",
+            (report.device_id, report.key_id, report.counter, report.tag, report.received),
+        ).rowcount
+        if not advanced:
+            log.info("report %r #%d is already stored, so it is not applied again", report.device_id, report.counter)
+            return False
+
+        self.db.execute(
+            "INSERT INTO reports (device_id, key_id, counter, frame_type, body, received, source)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 report.device_id,
@@ -158,17 +178,6 @@ class Store:
                 report.received,
                 report.source,
             ),
-        ).rowcount
-        if not inserted:
-            log.info("report %r #%d is already stored, so it is not applied again", report.device_id, report.counter)
-            return False
-
-        self.db.execute(
-            "INSERT INTO device_counters (device_id, key_id, last_counter, last_tag, updated)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
-            " key_id = excluded.key_id, last_counter = excluded.last_counter,"
-            " last_tag = excluded.last_tag, updated = excluded.updated",
-            (report.device_id, report.key_id, report.counter, report.tag, report.received),
         )
 
         if report.frame_type == protocol.FRAME_STATE:
@@ -226,9 +235,9 @@ class Store:
         """Return stored reports as dicts, oldest first."""
         query = "SELECT device_id, key_id, counter, frame_type, body, received, source FROM reports"
         if device_id is None:
-            rows = self.db.execute(query + " ORDER BY device_id, received, counter")
+            rows = self.db.execute(query + " ORDER BY id")
         else:
-            rows = self.db.execute(query + " WHERE device_id = ? ORDER BY received, counter", (device_id,))
+            rows = self.db.execute(query + " WHERE device_id = ? ORDER BY id", (device_id,))
         return [dict(row) for row in rows]
 
     def stats(self):
