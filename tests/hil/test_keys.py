@@ -13,7 +13,8 @@ def registry_row(gateway, device_id):
 
 
 def test_key_rotation(board, bay, gateway):
-    before = gateway.wait_for_heartbeat(board)
+    gateway.wait_for_heartbeat(board)
+    before = gateway.reports(board.device_id)[-1]  # the newest report, signed with the old key
     old = registry_row(gateway, board.device_id)
 
     assert board.provision(rotate_key=True) == "rotated"
