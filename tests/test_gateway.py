@@ -327,3 +327,9 @@ def test_failed_commit_sends_no_ack(gateway, keys):
     assert not acked_first
     assert [report["counter"] for report in reports] == [1]
     assert wait_for(lambda: stats(db_path).get("store_failed") == 1)
+
+
+def test_status_rejects_other_database(registry, keys, capsys):
+    status = main(["status", "--db", str(registry)])
+    assert status == 1
+    assert "cannot read the gateway database" in capsys.readouterr().err

@@ -1,13 +1,14 @@
 """Benchmark the gateway's ingest against a Mosquitto broker under the same load, then fuzz it.
 
-Run: .venv/bin/python tools/bench_gateway.py [--devices 1000] [--reports 20] [--fuzz-seconds 15]
+Run: .venv/bin/python tools/bench_gateway.py [--devices 1000] [--reports 100] [--fuzz-seconds 15]
 
 1. Gateway: a child process on one core runs the real Gateway over a fresh SQLite database.
    This process, on the other core, plays 1,000 nodes. Each node keeps one frame in flight,
    resends it after RESEND_AFTER_S without an ack, and checks each ack's tag under its key.
    Every report is verified, committed with synchronous=FULL, and only then acknowledged.
-2. MQTT: the same frames, published with QoS 1 by paho-mqtt to a Mosquitto broker started
-   here on loopback and pinned to the same core, one publish in flight per device.
+2. MQTT: the same frames, published with QoS 1 to a Mosquitto broker started here on loopback
+   and pinned to the same core, one publish in flight per device: once with paho-mqtt, once
+   with a minimal client that builds the packets itself, so the broker's own limit shows.
 3. Fuzz: random and mutated datagrams against the ingest checks in this process, then against
    the running gateway, which must still accept a valid report afterwards.
 
@@ -54,7 +55,7 @@ RESEND_AFTER_S = 1.0
 LOAD_TIMEOUT_S = 300
 # Seconds to wait for a server (gateway child or broker) to start listening.
 START_TIMEOUT_S = 15
-# MQTT client connections that carry the devices' publishes (one network thread each).
+# MQTT connections that carry the devices' publishes, each for an equal share of the devices.
 MQTT_CLIENTS = 4
 
 # One load generator on loopback stands for all nodes, so the per-source and per-device limits
@@ -616,7 +617,7 @@ def machine_description():
                 break
     except OSError:
         pass
-    # The load average says how much else ran on the machine, which moves these figures.
+    # The load average shows how much else ran on the machine, which moves these figures.
     return "%s, %d cores, Linux %s, Python %s, SQLite %s, load average %.1f at the start" % (
         model,
         os.cpu_count(),

@@ -121,7 +121,7 @@ class Gateway:
                 break
             try:
                 self._handle(datagram, source, time.perf_counter())
-            except Exception:  # a bug: keep serving the other datagrams, and say so
+            except Exception:  # a bug: log it and keep serving the other datagrams
                 self.ingest.tallies["rejected_internal_error"] += 1
                 self.ingest.log_limiter.log(
                     logging.ERROR, "internal_error", "handling a datagram from %s failed", source, exc_info=True

@@ -1,5 +1,8 @@
 """The lot's status as stored by the gateway: bays, heartbeat health and tallies."""
 
+import sqlite3
+
+from ..errors import ConfigError
 from .store import Store
 
 # A node without a heartbeat for this long is shown as stale (seconds): three missed heartbeats
@@ -22,9 +25,15 @@ def health_verdict(bay, now):
 
 def read_status(db_path, now):
     """Return {"bays": [...], "accepted": {...}, "rejected": {...}, "other": {...}} from the database."""
-    with Store(db_path, create=False) as store:
-        bays = store.bays()
-        stats = store.stats()
+    try:
+        with Store(db_path, create=False) as store:
+            bays = store.bays()
+            stats = store.stats()
+    except sqlite3.Error as error:
+        raise ConfigError(
+            "cannot read the gateway database %s (%s)" % (db_path, error),
+            "pass the --db that `baysense gateway` writes",
+        ) from error
     for bay in bays:
         bay["health"] = health_verdict(bay, now)
     rejected = {name[len("rejected_") :]: count for name, count in stats.items() if name.startswith("rejected_")}
