@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 # Decisions
 ACCEPTED = "accepted"  # a new report: store it, then ack it
 ACK_NOW = "ack_now"  # a retransmission of the last report, which is already stored: ack again
-ACK_LATER = "ack_later"  # a retransmission of the last report while its commit is running
+ACK_LATER = "ack_later"  # a retransmission of the last report before its batch is committed
 REJECTED = "rejected"
 
 # Rejection reasons beyond the protocol module's FrameError reasons.
@@ -35,7 +35,7 @@ REASON_COUNTER_JUMP = "counter_jump"
 
 
 class Decision:
-    """What to do with one datagram."""
+    """The verdict on one datagram, with the report, device, counter and key to act on it."""
 
     __slots__ = ("kind", "reason", "report", "device_id", "counter", "key")
 
@@ -60,7 +60,7 @@ class DeviceCounter:
         self.key_id = key_id
         self.counter = counter
         self.tag = tag
-        self.pending = pending  # the Report for `counter` while its commit runs, else None
+        self.pending = pending  # the Report for `counter` until its batch is committed, else None
 
 
 class Ingest:

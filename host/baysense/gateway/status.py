@@ -24,7 +24,7 @@ def health_verdict(bay, now):
 
 
 def read_status(db_path, now):
-    """Return {"bays": [...], "accepted": {...}, "rejected": {...}, "other": {...}} from the database."""
+    """Return {"bays": [...], "rejected": {reason: count}, "tallies": {name: count}, "generated": now}."""
     try:
         with Store(db_path, create=False) as store:
             bays = store.bays()
