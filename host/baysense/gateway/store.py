@@ -73,6 +73,41 @@ CREATE TABLE IF NOT EXISTS stats (
 """
 
 
+# The guard makes the upsert change nothing for a counter at or below the stored one under the
+# same key, so a duplicate is detected in the transaction that would store it.
+ADVANCE_COUNTER = (
+    "INSERT INTO device_counters (device_id, key_id, last_counter, last_tag, updated)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
+    " key_id = excluded.key_id, last_counter = excluded.last_counter,"
+    " last_tag = excluded.last_tag, updated = excluded.updated"
+    " WHERE excluded.key_id != device_counters.key_id"
+    " OR excluded.last_counter > device_counters.last_counter"
+)
+
+INSERT_REPORT = (
+    "INSERT INTO reports (device_id, key_id, counter, frame_type, body, received, source)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+# `since` moves only when the state changes, so a repeated report keeps the time the bay
+# entered its state.
+UPSERT_BAY = (
+    "INSERT INTO bays (device_id, state, since, counter, reason, detected_ms, value, changes, updated)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (device_id) DO UPDATE SET"
+    " since = CASE WHEN state = excluded.state THEN since ELSE excluded.since END,"
+    " changes = changes + (state != excluded.state),"
+    " state = excluded.state, counter = excluded.counter, reason = excluded.reason,"
+    " detected_ms = excluded.detected_ms, value = excluded.value, updated = excluded.updated"
+)
+
+REPLACE_HEALTH = (
+    "INSERT OR REPLACE INTO health (device_id, counter, received, uptime_s, reset_cause, free_heap,"
+    " rssi_dbm, outbox_depth, fault_flags, firmware) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+ADD_STAT = "INSERT INTO stats (name, count) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET count = count + excluded.count"
+
+
 @dataclass
 class Report:
     """An authenticated frame that passed every check and waits to be stored."""
@@ -139,88 +174,25 @@ class Store:
         Returns how many reports were new. A report whose counter is not above the device's
         stored one under the same key changes nothing.
         """
-        applied = 0
         with self.db:
-            for report in reports:
-                if self._insert(report):
-                    applied += 1
-            for name, count in stats.items():
-                self.db.execute(
-                    "INSERT INTO stats (name, count) VALUES (?, ?)"
-                    " ON CONFLICT (name) DO UPDATE SET count = count + excluded.count",
-                    (name, count),
-                )
-        return applied
+            new = [report for report in reports if self._advance_counter(report)]
+            # executemany keeps the per-row work in SQLite's C code, and it runs the rows in
+            # order, so two reports of one device in a batch apply oldest first.
+            self.db.executemany(INSERT_REPORT, [_report_row(report) for report in new])
+            states = [_state_row(report) for report in new if report.frame_type == protocol.FRAME_STATE]
+            self.db.executemany(UPSERT_BAY, states)
+            beats = [_health_row(report) for report in new if report.frame_type == protocol.FRAME_HEARTBEAT]
+            self.db.executemany(REPLACE_HEALTH, beats)
+            self.db.executemany(ADD_STAT, list(stats.items()))
+        return len(new)
 
-    def _insert(self, report):
-        # The guard makes the upsert change nothing for a counter at or below the stored one
-        # under the same key, so a duplicate is detected in the same transaction that stores.
+    def _advance_counter(self, report):
         advanced = self.db.execute(
-            "INSERT INTO device_counters (device_id, key_id, last_counter, last_tag, updated)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
-            " key_id = excluded.key_id, last_counter = excluded.last_counter,"
-            " last_tag = excluded.last_tag, updated = excluded.updated"
-            " WHERE excluded.key_id != device_counters.key_id"
-            " OR excluded.last_counter > device_counters.last_counter",
-            (report.device_id, report.key_id, report.counter, report.tag, report.received),
+            ADVANCE_COUNTER, (report.device_id, report.key_id, report.counter, report.tag, report.received)
         ).rowcount
         if not advanced:
             log.info("report %r #%d is already stored, so it is not applied again", report.device_id, report.counter)
-            return False
-
-        self.db.execute(
-            "INSERT INTO reports (device_id, key_id, counter, frame_type, body, received, source)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                report.device_id,
-                report.key_id,
-                report.counter,
-                report.frame_type,
-                report.body,
-                report.received,
-                report.source,
-            ),
-        )
-
-        if report.frame_type == protocol.FRAME_STATE:
-            self._apply_state(report)
-        elif report.frame_type == protocol.FRAME_HEARTBEAT:
-            self._apply_heartbeat(report)
-        return True
-
-    def _apply_state(self, report):
-        state, reason, detected_ms, value = report.fields
-        name = protocol.STATE_NAMES[state]
-        # `since` moves only when the state changes, so a repeated report keeps the time the
-        # bay entered its state.
-        self.db.execute(
-            "INSERT INTO bays (device_id, state, since, counter, reason, detected_ms, value, changes, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (device_id) DO UPDATE SET"
-            " since = CASE WHEN state = excluded.state THEN since ELSE excluded.since END,"
-            " changes = changes + (state != excluded.state),"
-            " state = excluded.state, counter = excluded.counter, reason = excluded.reason,"
-            " detected_ms = excluded.detected_ms, value = excluded.value, updated = excluded.updated",
-            (report.device_id, name, report.received, report.counter, reason, detected_ms, value, report.received),
-        )
-
-    def _apply_heartbeat(self, report):
-        health = report.fields
-        self.db.execute(
-            "INSERT OR REPLACE INTO health (device_id, counter, received, uptime_s, reset_cause, free_heap,"
-            " rssi_dbm, outbox_depth, fault_flags, firmware) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                report.device_id,
-                report.counter,
-                report.received,
-                health["uptime_s"],
-                health["reset_cause"],
-                health["free_heap"],
-                health["rssi_dbm"],
-                health["outbox_depth"],
-                health["fault_flags"],
-                health["firmware"],
-            ),
-        )
+        return advanced
 
     def bays(self):
         """Return one dict per device seen: bay state, last counter and latest health."""
@@ -245,3 +217,45 @@ class Store:
     def stats(self):
         """Return {name: count} of accepted, acknowledged and rejected frames."""
         return {row[0]: row[1] for row in self.db.execute("SELECT name, count FROM stats ORDER BY name")}
+
+
+def _report_row(report):
+    return (
+        report.device_id,
+        report.key_id,
+        report.counter,
+        report.frame_type,
+        report.body,
+        report.received,
+        report.source,
+    )
+
+
+def _state_row(report):
+    state, reason, detected_ms, value = report.fields
+    return (
+        report.device_id,
+        protocol.STATE_NAMES[state],
+        report.received,
+        report.counter,
+        reason,
+        detected_ms,
+        value,
+        report.received,
+    )
+
+
+def _health_row(report):
+    health = report.fields
+    return (
+        report.device_id,
+        report.counter,
+        report.received,
+        health["uptime_s"],
+        health["reset_cause"],
+        health["free_heap"],
+        health["rssi_dbm"],
+        health["outbox_depth"],
+        health["fault_flags"],
+        health["firmware"],
+    )
