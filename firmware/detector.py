@@ -53,7 +53,8 @@ PHASE_VACANT = const(1)
 PHASE_ARRIVING = const(2)
 PHASE_OCCUPIED = const(3)
 PHASE_LEAVING = const(4)
-PHASE_NAMES = ("calibrating", "vacant", "arriving", "occupied", "leaving")
+PHASE_RESUMING = const(5)
+PHASE_NAMES = ("calibrating", "vacant", "arriving", "occupied", "leaving", "resuming")
 
 NO_WISH = const(-1)  # a decision returned by a sample that changes nothing
 _FIXED_SHIFT = const(8)  # levels kept in 1/256 count, so slow drift is not rounded away
@@ -276,7 +277,7 @@ class Detector:
         self.reason = reason
         self.state = STATE_FAULT
         # The next state must come from fresh samples, through the delays again.
-        self.decision.restart()
+        self.decision.resume()
         return True
 
     def calibrate(self):
@@ -320,6 +321,9 @@ class ThresholdDecision:
     def restart(self):
         self._decided = NO_WISH
         self._pending = NO_WISH
+
+    def resume(self):
+        self.restart()
 
     def decide(self, value, now_ms):
         self.value = value
@@ -416,7 +420,26 @@ class FieldDecision:
         self._level_fixed = 0
         self._offset_noise_fixed = 0
         self._spread_noise_fixed = 0
+        self._calibrated = False
+        self._resume_off = -1
         self.restart()
+
+    def resume(self):
+        """Decide afresh after a fault, against the baseline learned before it.
+
+        A car may have parked or left during the fault, so the first state comes from the
+        field's offset: off the baseline for on_delay_ms is occupied, on it for off_delay_ms
+        is vacant. Without a baseline yet, this is a calibration.
+        """
+        if not self._calibrated:
+            self.restart()
+            return
+        self.phase = PHASE_RESUMING
+        self._first_average.clear()
+        self._second_average.clear()
+        self._spread.clear()
+        self._event_since = 0
+        self._resume_off = -1  # -1 until the filters are full: 1 off the baseline, 0 on it
 
     def restart(self):
         """Start over from calibration: filters emptied, baseline and bands re-learned."""
@@ -453,6 +476,8 @@ class FieldDecision:
             self._disturbed_at = now_ms
 
         phase = self.phase
+        if phase == PHASE_RESUMING:
+            return self._resuming(smooth, offset, now_ms)
         if phase == PHASE_VACANT:
             return self._vacant(smooth, spread, offset, active, now_ms)
         if phase == PHASE_ARRIVING:
@@ -461,6 +486,25 @@ class FieldDecision:
         if phase == PHASE_OCCUPIED:
             return self._occupied(smooth, active, quiet, now_ms)
         return self._leaving(smooth, offset, quiet)
+
+    def _resuming(self, smooth, offset, now_ms):
+        if not self._second_average.full():
+            return NO_WISH
+        off_baseline = 1 if offset > self.band else 0
+        if off_baseline != self._resume_off:
+            self._resume_off = off_baseline
+            self._event_since = now_ms
+            return NO_WISH
+        waited = ticks_diff(now_ms, self._event_since)
+        if off_baseline and waited >= self.on_delay_ms:
+            self.phase = PHASE_OCCUPIED
+            self._settling = True
+            self._level_fixed = smooth << _FIXED_SHIFT
+            return STATE_OCCUPIED
+        if not off_baseline and waited >= self.off_delay_ms:
+            self.phase = PHASE_VACANT
+            return STATE_VACANT
+        return NO_WISH
 
     def _vacant(self, smooth, spread, offset, active, now_ms):
         if active:
@@ -568,6 +612,7 @@ class FieldDecision:
         activity_band = self._calibration_spread * self.activity_calibration_percent // 100
         self.activity_band = _clamp(activity_band, self.band_min, self.band_max)
         self._spread_noise_fixed = (self.activity_band * 100 // self.activity_noise_percent) << _FIXED_SHIFT
+        self._calibrated = True
         self.phase = PHASE_VACANT
 
     def _append_calibration(self, smooth, elapsed):

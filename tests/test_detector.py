@@ -234,3 +234,37 @@ def test_field_parked_vehicle_one_episode(shift, swing, parked_ms, noise, seed):
     times, values, _ = scenarios.field_trace(shift=shift, swing=swing, parked_ms=parked_ms, noise=noise, seed=seed)
     events = feed(firmware.Detector(MAGNETOMETER), times, values)
     assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+
+
+def test_field_fault_recovery_keeps_parked_car():
+    # A parked car, a 6 s I2C outage, then the same field: occupied again, never vacant.
+    detector = firmware.Detector(MAGNETOMETER)
+    times, values, (arrival, leaving, _) = scenarios.field_trace(shift=80, parked_ms=60000, seed=6)
+    outage_start = arrival + 30000
+    events = []
+    for now, value in zip(times, values):
+        if now >= leaving:
+            break
+        if outage_start <= now < outage_start + 6000:
+            changed = detector.fault(firmware.FAULT_BUS, now)
+        else:
+            changed = detector.update(value, now)
+        if changed:
+            events.append((now, detector.state))
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_FAULT, firmware.STATE_OCCUPIED]
+    assert detector.reason == firmware.FAULT_NONE
+
+
+def test_field_fault_recovery_to_vacant():
+    detector = firmware.Detector(MAGNETOMETER)
+    times, values = scenarios.distance_trace(90, [(60000, 300)], noise_mm=3, seed=7)
+    events = []
+    for now, value in zip(times, values):
+        if 20000 <= now < 27000:
+            changed = detector.fault(firmware.FAULT_BUS, now)
+        else:
+            changed = detector.update(value, now)
+        if changed:
+            events.append((now, detector.state))
+    assert states(events) == [firmware.STATE_FAULT, firmware.STATE_VACANT]
+    assert events[1][0] < 27000 + 6000  # filters refilled plus off_delay_ms, no recalibration

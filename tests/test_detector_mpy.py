@@ -95,12 +95,13 @@ def test_ultrasonic_update_allocates_nothing():
 def test_magnetometer_update_allocates_nothing():
     _, values, _ = scenarios.field_trace(seed=3)
     stuck = [values[-1]] * 800  # 72 s without a single count of change
-    values = list(values) + stuck
+    _, recovered = scenarios.distance_trace(90, [(20000, values[-1])], noise_mm=3, seed=4)
+    values = list(values) + stuck + list(recovered)
     faults = [0] * len(values)
     # The signal's list literal alone needs more than an ESP32-sized heap to parse.
     changes, state = _heap_lock_run(MAGNETOMETER, values, faults, 90, calibrate_at=len(values) - 10, heapsize="512K")
-    assert changes >= 3  # occupied, vacant, fault (stuck)
-    assert state == 2
+    assert changes == 4  # occupied, vacant, fault (stuck), vacant (resumed)
+    assert state == 0
 
 
 def test_presence_update_allocates_nothing():
