@@ -106,7 +106,8 @@ def frames_for(devices, reports):
 
 
 def serve_gateway(db_path, registry_path, connection):
-    """Run a Gateway until the parent sends "stop"; send back its receive-to-ack times and CPU time."""
+    """Run a Gateway for the parent: it sends "cpu" (answered with this process's CPU seconds so
+    far and the receive-to-ack times since the last "cpu"), then "stop"."""
     pin(0, GATEWAY_CORE)
 
     async def main():
@@ -114,22 +115,29 @@ def serve_gateway(db_path, registry_path, connection):
         address = await gateway.start("127.0.0.1", 0)
         connection.send(address)
         stopping = asyncio.Event()
-        asyncio.get_running_loop().add_reader(connection.fileno(), stopping.set)
-        await stopping.wait()
-        connection.recv()
-        await gateway.stop()
-        return list(gateway.latencies)
 
-    latencies = asyncio.run(main())
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    connection.send(
-        {
-            "p50": percentile(latencies, 0.50),
-            "p99": percentile(latencies, 0.99),
-            "samples": len(latencies),
-            "cpu_s": usage.ru_utime + usage.ru_stime,
-        }
-    )
+        def on_request():
+            request = connection.recv()
+            if request == "cpu":
+                latencies = list(gateway.latencies)
+                gateway.latencies.clear()
+                connection.send(
+                    {"cpu_s": load_cpu_s(), "p50": percentile(latencies, 0.50), "p99": percentile(latencies, 0.99)}
+                )
+            else:
+                stopping.set()
+
+        asyncio.get_running_loop().add_reader(connection.fileno(), on_request)
+        await stopping.wait()
+        await gateway.stop()
+
+    asyncio.run(main())
+    connection.send("stopped")
+
+
+def ask_gateway(connection, request):
+    connection.send(request)
+    return connection.recv()
 
 
 # ---- the simulated nodes over UDP ----
@@ -228,18 +236,21 @@ def bench_gateway(workdir, devices, frames, reports):
         raise RuntimeError("the gateway child did not start within %d s" % START_TIMEOUT_S)
     address = parent_end.recv()
 
+    server_before = ask_gateway(parent_end, "cpu")
     before = load_cpu_s()
     load = run_udp_load(address, devices, frames, reports)
     load["client_cpu_s"] = load_cpu_s() - before
+    server_after = ask_gateway(parent_end, "cpu")
     fuzz = fuzz_live_gateway(address, devices, frames, reports)
 
-    parent_end.send("stop")
-    gateway_figures = parent_end.recv()
+    ask_gateway(parent_end, "stop")
     child.join(START_TIMEOUT_S)
 
     with Store(db_path) as store:
         stored = len(store.reports())
-    load.update(gateway_figures)
+    load["cpu_s"] = server_after["cpu_s"] - server_before["cpu_s"]
+    load["p50"] = server_after["p50"]
+    load["p99"] = server_after["p99"]
     # The probe report sent after the fuzz is stored too.
     load["stored"] = stored - (1 if fuzz["alive"] else 0)
     return load, fuzz
@@ -368,15 +379,16 @@ def bench_mqtt(binary, workdir, devices, frames, reports):
 
         started = time.perf_counter()
         client_cpu = load_cpu_s()
+        broker_cpu = _process_cpu_s(broker.pid)
         for group in groups:
             group.publish_all()
         run_mqtt_groups(groups, lambda: all(group.remaining == 0 for group in groups))
         elapsed = time.perf_counter() - started
         client_cpu = load_cpu_s() - client_cpu
+        broker_cpu = _process_cpu_s(broker.pid) - broker_cpu
 
         for group in groups:
             group.client.disconnect()
-        broker_cpu = _process_cpu_s(broker.pid)
     finally:
         broker.terminate()
         broker.wait(START_TIMEOUT_S)
@@ -483,6 +495,7 @@ def bench_raw_mqtt(binary, workdir, devices, frames, reports):
 
         started = time.perf_counter()
         client_cpu = load_cpu_s()
+        broker_cpu = _process_cpu_s(broker.pid)
         for connection in connections:
             connection.publish_all()
         deadline = time.monotonic() + LOAD_TIMEOUT_S
@@ -493,7 +506,7 @@ def bench_raw_mqtt(binary, workdir, devices, frames, reports):
                 key.data.on_readable()
         elapsed = time.perf_counter() - started
         client_cpu = load_cpu_s() - client_cpu
-        broker_cpu = _process_cpu_s(broker.pid)
+        broker_cpu = _process_cpu_s(broker.pid) - broker_cpu
         for connection in connections:
             connection.sock.sendall(b"\xe0\x00")  # DISCONNECT
             connection.sock.close()
@@ -633,9 +646,12 @@ def milliseconds(seconds):
 
 
 def table_row(name, figures, server_side=True):
-    return "| %s | %.0f | %s | %s | %s | %s | %.1f | %.0f%% |" % (
+    # /proc counts CPU time in clock ticks (10 ms), so a short run may show none.
+    per_cpu_second = "%.0f" % (figures["reports"] / figures["cpu_s"]) if figures["cpu_s"] > 0 else "n/a"
+    return "| %s | %.0f | %s | %s | %s | %s | %s | %.2f | %.0f%% |" % (
         name,
         figures["rate"],
+        per_cpu_second,
         milliseconds(figures["rtt_p50"]),
         milliseconds(figures["rtt_p99"]),
         milliseconds(figures["p50"]) if server_side else "n/a",
@@ -659,15 +675,15 @@ def render(arguments, gateway, paho, raw, version, fuzz_in_process, fuzz_live, p
         " Python process on its own core. The server under test is pinned to the other core%s."
         % (arguments.devices, arguments.reports, "" if pinned else " (not pinned: fewer than 2 cores)"),
         "",
-        "| | reports/s | client round trip p50 | p99 | server receive-to-ack p50 | p99 | server CPU s | load generator busy |",
-        "|---|---|---|---|---|---|---|---|",
+        "| | reports/s | reports per server CPU second | client round trip p50 | p99 | server receive-to-ack p50 | p99 | server CPU s | load generator busy |",
+        "|---|---|---|---|---|---|---|---|---|",
         table_row("Baysense gateway: UDP, HMAC-SHA256 verified, SQLite WAL synchronous=FULL commit before ack", gateway),
     ]
     if paho is not None:
         lines.append(table_row("%s, MQTT QoS 1, publish to PUBACK, paho-mqtt client (%d connections)" % (version, MQTT_CLIENTS), paho, False))
         lines.append(table_row("%s, MQTT QoS 1, publish to PUBACK, minimal raw-socket client (%d connections)" % (version, MQTT_CLIENTS), raw, False))
     else:
-        lines.append("| Mosquitto | not run: mosquitto was not available | | | | | | |")
+        lines.append("| Mosquitto | not run: mosquitto was not available | | | | | | | |")
     lines += [
         "",
         "Gateway: %d reports stored of %d sent, %d resends, %d invalid acks seen by the nodes."
@@ -681,9 +697,10 @@ def render(arguments, gateway, paho, raw, version, fuzz_in_process, fuzz_live, p
             " only after an fsync'd commit (batched)." % (gateway["rate"] / broker_rate)
         )
     lines += [
-        "Server CPU is user plus system time of the gateway process (start-up and the fuzz step included)"
-        " or the broker process. Load generator busy is the CPU time of the process playing all devices"
-        " over the run's wall time: near 100% means the client, not the server, set the rate.",
+        "Server CPU is the user plus system time of the gateway or broker process during the load."
+        " Reports per server CPU second depends less on what else runs on the machine than reports/s."
+        " Load generator busy is the CPU time of the process playing all devices over the run's wall"
+        " time: near 100% means the client, not the server, set the rate.",
         "",
         "Fuzz: %d mutated datagrams through the ingest checks (%d passed them, all with a verifying tag, seed %d);"
         " %d sent to the running gateway, which %s."
