@@ -3,6 +3,7 @@
 import pytest
 
 from baysense.errors import DeviceException
+from baysense.hil.wait import ExpectationTimeout
 
 # The start of the chip description esptool reads from each chip's bootloader.
 CHIP_DESCRIPTIONS = {"esp32": "ESP32", "esp32s3": "ESP32-S3", "esp32c3": "ESP32-C3"}
@@ -71,5 +72,18 @@ def test_resets_report_their_cause(board, gateway):
 
 
 def test_deploy_is_incremental(board):
+    # The first deploy brings in anything edited in the firmware folder since the session began.
+    board.deploy()
     assert board.deploy() == []
     assert board.state == "repl"
+
+
+def test_failed_expectation_shows_output(board, hil_log_dir):
+    with pytest.raises(ExpectationTimeout) as raised:
+        board.expect(r"a line the node never prints", timeout_s=0.5)
+
+    message = str(raised.value)
+    assert "timed out after 0.5 s" in message
+    assert "node %s firmware" % board.device_id in message
+    assert str(hil_log_dir / ("serial-%s.log" % board.name)) in message
+    assert (hil_log_dir / ("serial-%s.log" % board.name)).read_text().count("node %s firmware" % board.device_id) == 1

@@ -46,6 +46,7 @@ NODE_START = re.compile(
     r"node (?P<device_id>\S+) firmware (?P<version>\S+) reset cause (?P<reset_cause>\d+) outbox (?P<outbox>\d+)"
     r"(?: counter (?P<counter>\d+))?"
 )
+BOOTED_TO_PROMPT = re.compile(r"^>>> ", re.MULTILINE)
 NODE_FAILED = re.compile(r"^(node: .*|Traceback \(most recent call last\):)$", re.MULTILINE)
 
 
@@ -138,7 +139,9 @@ class Strategy:
 
     def _to_repl(self):
         if self.state in (UNKNOWN, OFF, BOOTLOADER):
-            self.target.power_on()
+            mark = self.console.mark()
+            if self.target.power_on():
+                self._wait_for_boot(mark)
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         while True:
             try:
@@ -149,6 +152,19 @@ class Strategy:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(PROMPT_RETRY_S)
+
+    def _wait_for_boot(self, mark):
+        # Ctrl-C sent while the board still boots is lost on a chip and races the virtual
+        # board's start-up, so wait until main.py has got somewhere: the node started,
+        # stopped, or left MicroPython at its prompt. A board showing none of these (other
+        # firmware) gets its Ctrl-C after BOOT_TIMEOUT_S anyway.
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            text = self.console.text(mark)
+            if NODE_START.search(text) or NODE_FAILED.search(text) or BOOTED_TO_PROMPT.search(text):
+                return
+            time.sleep(START_POLL_S)
+        log.warning("%s: no node start line or prompt within %.0f s of power-on", self.name, BOOT_TIMEOUT_S)
 
     def _to_firmware(self):
         self._soft_restart()

@@ -73,14 +73,16 @@ class VirtualTarget:
         return self.rom.url
 
     def power_on(self):
-        """Start the board if it is off (it boots into main.py) and open its console."""
+        """Start the board if it is off and open its console; return True if it booted now."""
         if self.rom is not None:
             self.rom.stop()
             self.rom = None
-        if self.vboard is None:
+        booted = self.vboard is None
+        if booted:
             self.vboard = VirtualBoard(self.state_dir, self.definition, baud=self.baud).start()
         if not self.console.is_open:
             self.console.open(self.vboard.port)
+        return booted
 
     def reset(self):
         """Cut the power and restore it: the interpreter dies wherever it is, then boots."""
@@ -127,10 +129,11 @@ class SerialTarget:
         return self.port
 
     def power_on(self):
-        """Release or pulse EN so the chip boots from flash, then open its console."""
+        """Pulse EN so the chip boots from flash, with its console open; return True (it booted)."""
         if not self.console.is_open:
             self.console.open(self.port)
         self.reset()
+        return True
 
     def reset(self):
         # NOTE: written from esptool's reset code and the DevKitC schematic, and not yet run on
