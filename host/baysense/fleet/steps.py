@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from .. import deploy as deploy_module
-from ..device import Device
+from ..device import PROMPT_TIMEOUT_S, Device
 from ..errors import BaysenseError, DeviceError, DeviceException
 from ..paths import FIRMWARE_DIR
 from ..provision import provision
@@ -27,6 +27,10 @@ STEPS = ("flash", "deploy", "provision", "selftest", "restart")
 # How long (s) the node may take from the soft reset to its start line: imports and the
 # counter's flash write take well under a second on an ESP32; config errors print at once.
 NODE_START_TIMEOUT_S = 10
+# Soft resets tried before the restart step fails. On a loaded host a virtual board can miss
+# the Ctrl-C that precedes the reset while its interpreter restarts, so one retry is allowed.
+RESTART_ATTEMPTS = 2
+FRIENDLY_PROMPT = b">>> "
 
 
 class Interrupted(Exception):
@@ -242,28 +246,45 @@ class BayWorker:
             result["sensor_value"], result["heartbeats"], result["ack_ms"])
 
     def do_restart(self, device, registry):
-        mark = len(device.log)
-        device.soft_reset(run_main=True)
-        seconds = wait_for_node(device, self.bay.device_id, mark)
-        return "restarted; the node runs (%.1f s)" % seconds
+        for attempt in range(1, RESTART_ATTEMPTS + 1):
+            try:
+                seconds = restart_node(device, self.bay.device_id)
+            except DeviceError as error:
+                if attempt == RESTART_ATTEMPTS:
+                    raise
+                self.log.warning("restart attempt %d of %d failed, retrying: %s", attempt, RESTART_ATTEMPTS, error)
+                continue
+            return "restarted; the node runs (%.1f s, attempt %d)" % (seconds, attempt)
 
 
-def wait_for_node(device, device_id, mark):
-    """Wait until the board prints the node's start line after `mark` in its log; return seconds.
-
-    Returning only then also means that the board's interpreter is up, so an exec right after
-    (a re-run, another tool) does not interrupt it while it starts.
-    """
+def restart_node(device, device_id):
+    """Soft-reset the board into main.py and wait for the node's start line; return seconds."""
     started = time.monotonic()
+    if device.in_raw_repl:
+        # Wait for the friendly prompt before soft_reset() sends Ctrl-C: a virtual board turns a
+        # Ctrl-C that arrives while its interpreter is busy into SIGINT, which can reset it early.
+        mark = len(device.log)
+        device.exit_raw_repl()
+        wait_for_output(device, FRIENDLY_PROMPT, mark, PROMPT_TIMEOUT_S, "the REPL prompt after leaving the raw REPL")
+    mark = len(device.log)
+    device.soft_reset(run_main=True)
     marker = b"node %s firmware" % device_id.encode()
-    while marker not in device.log[mark:]:
-        if time.monotonic() - started > NODE_START_TIMEOUT_S:
-            tail = bytes(device.log[mark:])[-200:]
-            raise DeviceError(
-                "the node on %s did not start within %d s after the restart" % (device.port, NODE_START_TIMEOUT_S),
-                "check the board's log; it printed %r" % tail,
-            )
-        # Device keeps everything the board printed in `log`; this step only adds to it.
-        device.log += device.serial.read(device.serial.in_waiting or 1)
+    wait_for_output(device, marker, mark, NODE_START_TIMEOUT_S, "the node's start line after the restart")
     return time.monotonic() - started
 
+
+def wait_for_output(device, marker, mark, timeout_s, what):
+    """Wait until `marker` appears in what the board printed after position `mark` of its log.
+
+    Device keeps everything the board printed in `log`; this only adds to it, so a later exec
+    may need an interrupt() first (soft_reset() does one).
+    """
+    deadline = time.monotonic() + timeout_s
+    while marker not in device.log[mark:]:
+        if time.monotonic() > deadline:
+            tail = bytes(device.log[mark:])[-200:]
+            raise DeviceError(
+                "timed out after %.0f s waiting for %s on %s" % (timeout_s, what, device.port),
+                "check the board's log; it printed %r" % tail,
+            )
+        device.log += device.serial.read(device.serial.in_waiting or 1)
