@@ -97,6 +97,33 @@ def test_full_deploy_then_nothing(blank):
         assert deploy.deploy(device, files) == []
 
 
+def test_unchanged_board_returns_only_digest_match(blank):
+    with Device(blank.port) as device:
+        files = deploy.build_for(device)
+        deploy.deploy(device, files)
+        assert deploy.board_state(device, deploy.with_manifest(files)) is None
+        (blank.fs_dir / "node.mpy").write_bytes(b"changed behind deploy's back")
+        manifest, hashes = deploy.board_state(device, deploy.with_manifest(files))
+    assert manifest == sorted(files)
+    assert hashes["/node.mpy"] == deploy.local_sha256(b"changed behind deploy's back")
+    assert hashes["/protocol.mpy"] == deploy.local_sha256(files["/protocol.mpy"])
+
+
+def test_files_copied_by_mpremote_get_a_manifest(blank, tmp_path):
+    with Device(blank.port) as device:
+        files = deploy.build_for(device)
+    built = tmp_path / "built"
+    for path, data in files.items():
+        (built / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (built / path.lstrip("/")).write_bytes(data)
+    mpremote(blank.port, "cp", *sorted(str(path) for path in built.iterdir()), ":")
+
+    with Device(blank.port) as device:
+        assert deploy.deploy(device, files) == []
+        assert json.loads((blank.fs_dir / deploy.MANIFEST.lstrip("/")).read_text()) == sorted(files)
+        assert deploy.board_state(device, deploy.with_manifest(files)) is None
+
+
 def test_deployed_modules_import_with_mpremote(blank):
     with Device(blank.port) as device:
         deploy.deploy(device)
@@ -123,7 +150,8 @@ def test_changed_file_only_is_sent(blank, firmware):
         changed = deploy.deploy(device, files)
 
     assert changed == [("update", "/counter.mpy")]
-    assert sent == ["/counter.mpy", deploy.MANIFEST]
+    # The list of files is the same, so the manifest is not sent again.
+    assert sent == ["/counter.mpy"]
     after = board_files(blank)
     assert after["/counter.mpy"] == files["/counter.mpy"] != before["/counter.mpy"]
     assert after["/protocol.mpy"] == before["/protocol.mpy"]

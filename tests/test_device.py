@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from baysense import boards
-from baysense.device import WRITE_FRAME, Device, escape, unescape
+from baysense.device import Device
 from baysense.errors import DeviceError, DeviceException
+from baysense.transfer import DEFLATE_WBITS, WRITE_FRAME, deflate_frames, escape, file_frames, raw_frames, unescape
 from baysense.vboard.board import VirtualBoard
 
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
@@ -38,6 +39,40 @@ def test_escape_round_trip(data):
     encoded = escape(data)
     assert unescape(encoded) == data
     assert b"\x03" not in encoded
+
+
+@given(st.binary(max_size=3 * WRITE_FRAME))
+def test_raw_frames_fit_and_join(data):
+    frames = raw_frames(data)
+    assert all(len(frame) <= WRITE_FRAME for frame in frames)
+    assert b"".join(unescape(frame) for frame in frames) == data
+
+
+def test_raw_frames_all_escaped_bytes():
+    data = b"\x03" * (WRITE_FRAME + 5)
+    frames = raw_frames(data)
+    assert [len(frame) for frame in frames] == [WRITE_FRAME, WRITE_FRAME, 2 * 5]
+    assert b"".join(unescape(frame) for frame in frames) == data
+
+
+def test_deflate_frames_split_incompressible_blocks():
+    import zlib
+
+    data = os.urandom(20000)
+    frames = deflate_frames(data)
+    assert all(len(frame) <= WRITE_FRAME for frame in frames)
+    joined = b"".join(zlib.decompress(unescape(frame), -DEFLATE_WBITS) for frame in frames)
+    assert joined == data
+
+
+def test_file_frames_compress_only_when_it_pays():
+    text = b"import time\nprint('bay', time.time())\n" * 200
+    frames, wbits = file_frames(text, can_inflate=True)
+    assert wbits == DEFLATE_WBITS
+    assert sum(len(frame) for frame in frames) < len(text) / 4
+    assert file_frames(text, can_inflate=False)[1] == 0
+    assert file_frames(os.urandom(5000), can_inflate=True)[1] == 0
+    assert file_frames(b"", can_inflate=True) == ([], 0)
 
 
 def test_escape_keeps_other_bytes():
@@ -66,12 +101,32 @@ def test_write_files_every_byte_value(device, board):
     assert not (board.fs_dir / "every.bin.part").exists()
 
 
+@pytest.mark.parametrize("compress", [False, None])
 @pytest.mark.parametrize("tail", [b"\x10", b"\x03", b"\x10\x03\x10"])
-def test_write_escape_pair_across_frames(device, board, tail):
-    # The escape pair for the last byte starts at the frame's last byte and ends in the next.
+def test_write_escapes_at_frame_edge(device, board, tail, compress):
+    # Without compression, the escape pair of the frame's last byte would not fit in it.
     data = b"a" * (WRITE_FRAME - 1) + tail + b"b" * 10
-    device.write_file("/edge.bin", data)
+    device.write_file("/edge.bin", data, compress=compress)
     assert (board.fs_dir / "edge.bin").read_bytes() == data
+
+
+def test_board_can_inflate(device):
+    assert device.can_inflate() is True
+
+
+@pytest.mark.parametrize("compress", [False, None])
+def test_write_compressible_file(device, board, compress):
+    data = (b"\x03\x10 firmware line %d\n" * 3000) % tuple(range(3000))
+    device.write_file("/big.py", data, compress=compress)
+    assert (board.fs_dir / "big.py").read_bytes() == data
+
+
+def test_write_without_deflate_on_board(device, board):
+    device._can_inflate = False  # as on a build without the deflate module
+    data = b"same line\n" * 2000
+    device.write_file("/plain.txt", data)
+    assert (board.fs_dir / "plain.txt").read_bytes() == data
+    device._can_inflate = None
 
 
 def test_write_creates_folders(device, board):

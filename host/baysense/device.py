@@ -21,6 +21,7 @@ import time
 import serial
 
 from .errors import DeviceError, DeviceException
+from .transfer import ACK, INFLATE_PROBE, RECEIVER_CODE, WRITE_FRAME, file_frames
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,6 @@ RAW_PROMPT_GRACE_S = 1.0
 SOFT_RESET_TIMEOUT_S = 10.0
 # Default limit for one exec; long operations pass their own.
 EXEC_TIMEOUT_S = 10.0
-# Bytes of the escaped file stream the board reads into one buffer before writing them to
-# flash and acknowledging them. Each frame costs one round trip, which is a few percent of a
-# 4 KB frame's time at 115200 baud. With the copies the board makes, a frame takes about
-# 12 KB of heap (an estimate from the buffer sizes, not measured on an ESP32).
-WRITE_FRAME = 4096
 # Seconds the board may take to write one frame to flash and acknowledge it, on top of the
 # frame's time on the wire. This is generous because a flash erase takes tens of milliseconds.
 FRAME_WRITE_MARGIN_S = 5.0
@@ -49,57 +45,6 @@ READ_CHUNK = 4096
 
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
 SOFT_REBOOT = b"soft reboot\r\n"
-
-ACK = 0x06
-NAK = 0x15
-
-# The board side of write_files(), sent with each call. For every (path, size) it creates the
-# folders, opens PATH.part, sends ACK, then reads `size` escaped bytes from stdin in frames.
-# Each frame is unescaped, written and acknowledged with ACK. When the write fails, the board
-# sends NAK and raises, so the host stops sending. A frame that ends in the first byte of an
-# escape pair keeps that byte for the next frame. A complete file is renamed over PATH and a
-# failed one is removed. Single-space indents keep the code short on the wire.
-RECEIVER_CODE = b"""import sys, os
-def _bs_put(files, frame):
- rd = sys.stdin.buffer.readinto
- wr = sys.stdout.buffer.write
- buf = bytearray(frame + 1)
- mv = memoryview(buf)
- for path, size in files:
-  part = path + '.part'
-  d = ''
-  for p in path.split('/')[1:-1]:
-   d += '/' + p
-   try:
-    os.mkdir(d)
-   except OSError:
-    pass
-  f = open(part, 'wb')
-  carry = 0
-  try:
-   wr(b'\\x06')
-   while size:
-    n = frame if size > frame else size
-    end = carry + n
-    got = carry
-    while got < end:
-     got += rd(mv[got:end])
-    size -= n
-    carry = 1 if buf[end - 1] == 16 else 0
-    try:
-     f.write(bytes(mv[:end - carry]).replace(b'\\x101', b'\\x03').replace(b'\\x100', b'\\x10'))
-    except BaseException:
-     wr(b'\\x15')
-     raise
-    buf[0] = 16
-    wr(b'\\x06')
-  except BaseException:
-   f.close()
-   os.remove(part)
-   raise
-  f.close()
-  os.rename(part, path)
-"""
 
 _ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*): ?(.*)$")
 _ERRNO = re.compile(r"^\[Errno (\d+)\]")
@@ -117,6 +62,7 @@ class Device:
         except ValueError as error:
             raise DeviceError("invalid port (%s)" % port, str(error)) from error
         self.in_raw_repl = False
+        self._can_inflate = None  # whether the board has `deflate`, once asked
         self._rx = bytearray()  # received but not yet consumed
         self.log = bytearray()  # everything the board printed since we opened it
 
@@ -342,30 +288,31 @@ class Device:
             self.exec("f.close()\ndel f, r, b")
         return bytes(data)
 
-    def write_file(self, path, data, timeout=None):
+    def write_file(self, path, data, timeout=None, compress=None):
         """Write a file atomically: to a temporary name first, then renamed over the old one."""
-        self.write_files([(path, data)], timeout=timeout)
+        self.write_files([(path, data)], timeout=timeout, compress=compress)
 
-    def write_files(self, files, timeout=None):
+    def write_files(self, files, timeout=None, compress=None):
         """Write several files in one exec, each atomically, creating their folders.
 
-        `timeout` (seconds) bounds each wait for the board, by default the time of one frame
-        at the port's baud rate plus FRAME_WRITE_MARGIN_S.
-
-        The board runs a receiver (RECEIVER_CODE) that reads each file's escaped bytes from
-        its stdin, one frame at a time, and acknowledges every frame once it is on flash, so
-        the host never sends more than the board can buffer. A file is written to PATH.part
-        and renamed over PATH only when complete: a transfer cut off at any point leaves
-        every file either old or new.
+        The board runs transfer.RECEIVER_CODE, which asks for each frame with ACK, so the host
+        never sends more than the board has room for. A file is written to PATH.part and
+        renamed over PATH only when complete: a transfer cut off at any point leaves every
+        file either old or new. `compress` None compresses the files that shrink when the
+        board can inflate, False never does. `timeout` (seconds) bounds each wait for the
+        board, by default the time of one frame at the port's baud rate plus
+        FRAME_WRITE_MARGIN_S.
         """
-        streams = [(path, escape(bytes(data))) for path, data in files]
-        call = "_bs_put(%r, %d)\n" % ([(path, len(stream)) for path, stream in streams], WRITE_FRAME)
+        can_inflate = compress is not False and self.can_inflate()
+        plan = [(path, *file_frames(bytes(data), can_inflate)) for path, data in files]
+        arguments = [(path, [len(frame) for frame in frames], wbits) for path, frames, wbits in plan]
+        call = "_bs_put(%r, %d)\n" % (arguments, WRITE_FRAME)
         frame_timeout = timeout or WRITE_FRAME * 10 / (self.serial.baudrate or DEFAULT_BAUD) + FRAME_WRITE_MARGIN_S
 
         self.enter_raw_repl()
         self._send_code(RECEIVER_CODE + call.encode())
         try:
-            self._send_streams(streams, frame_timeout)
+            self._send_frames(plan, frame_timeout)
         except DeviceException:
             raise
         except DeviceError:
@@ -374,23 +321,23 @@ class Device:
             self.in_raw_repl = False
             raise
 
-    def _send_streams(self, streams, frame_timeout):
-        for path, stream in streams:
-            if not self._wait_for_ack(path, frame_timeout):
-                break
-            view = memoryview(stream)
-            accepted = True
-            for start in range(0, len(view), WRITE_FRAME):
-                self._write(view[start : start + WRITE_FRAME])
-                accepted = self._wait_for_ack(path, frame_timeout)
-                if not accepted:
-                    break
-            if not accepted:
-                break
-        self._finish_exec(frame_timeout)
+    def can_inflate(self):
+        """Return whether the board has MicroPython's `deflate` module; asked once per Device."""
+        if self._can_inflate is None:
+            self._can_inflate = self.exec(INFLATE_PROBE).strip() == b"True"
+        return self._can_inflate
+
+    def _send_frames(self, plan, frame_timeout):
+        for path, frames, _wbits in plan:
+            for frame in frames:
+                if not self._wait_for_ack(path, frame_timeout):
+                    # The receiver stopped: its traceback follows.
+                    return self._finish_exec(frame_timeout)
+                self._write(frame)
+        return self._finish_exec(frame_timeout)
 
     def _wait_for_ack(self, path, timeout):
-        """Wait for the receiver's ACK; return False when it rejected a frame or stopped."""
+        """Wait for the receiver's ACK; return False when something else arrives instead."""
         deadline = time.monotonic() + timeout
         while not self._rx:
             if time.monotonic() > deadline:
@@ -402,9 +349,6 @@ class Device:
         if self._rx[0] == ACK:
             del self._rx[:1]
             return True
-        if self._rx[0] == NAK:
-            del self._rx[:1]
-        # Otherwise the receiver ended early: its output and traceback follow.
         return False
 
     def sha256(self, path):
@@ -435,22 +379,6 @@ class Device:
             "import os\np = ''\nfor part in %r.strip('/').split('/'):\n"
             " p += '/' + part\n try:\n  os.mkdir(p)\n except OSError:\n  pass" % path
         )
-
-
-def escape(data):
-    """Escape the bytes that must not reach the board's stdin as they are.
-
-    Ctrl-C (0x03) interrupts running code on an ESP32 (and on the virtual board), so it is sent
-    as the escape byte 0x10 followed by '1', and 0x10 itself as 0x10 '0'. Every other byte
-    passes unchanged: the firmware's .mpy files grew by about 2 % (measured on this
-    repository's build), where base64 adds 33 %.
-    """
-    return data.replace(b"\x10", b"\x100").replace(b"\x03", b"\x101")
-
-
-def unescape(data):
-    """Reverse escape(); the board runs the same two replacements in RECEIVER_CODE."""
-    return data.replace(b"\x101", b"\x03").replace(b"\x100", b"\x10")
 
 
 def local_sha256(data):
