@@ -17,8 +17,12 @@ import hashlib
 
 try:
     # CPython's C implementation, so the gateway verifies fast; the node computes HMAC below.
+    # A port with a partial `hmac` (micropython-lib's, say) falls back to the code below too.
     import hmac as _hmac
-except ImportError:  # MicroPython has no hmac module
+
+    _hmac.digest
+    _hmac.compare_digest
+except (ImportError, AttributeError):  # the MicroPython ports have no hmac module
     _hmac = None
 
 try:

@@ -150,7 +150,8 @@ def test_device_provisioned_later_accepted(gateway, registry):
         node.report_state(protocol.STATE_OCCUPIED, timeout=WAIT_S)
     elapsed = time.monotonic() - provisioned
 
-    assert elapsed < 1.5
+    # Polled every 0.1 s here; the margin is for a busy test machine.
+    assert elapsed < 2.5
 
 
 def test_key_rotation_takes_effect(gateway, registry, keys):
