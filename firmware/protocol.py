@@ -17,7 +17,7 @@ import hashlib
 
 try:
     # CPython's C implementation, so the gateway verifies fast; the node computes HMAC below.
-    # A port with a partial `hmac` (micropython-lib's, say) falls back to the code below too.
+    # A port with a partial `hmac`, such as micropython-lib's, falls back to the code below too.
     import hmac as _hmac
 
     _hmac.digest
