@@ -133,6 +133,8 @@ class VirtualBoard:
         return self
 
     def stop(self):
+        if self._stopping:
+            return
         self._stopping = True
         os.write(self._wake_write, b"x")
         if self._thread is not None:

@@ -12,17 +12,31 @@ from .. import boards
 from .board import VirtualBoard
 
 
+def _announce(line):
+    click.echo(line)
+    sys.stdout.flush()
+
+
 @click.command("vboard")
 @click.option(
     "--dir",
     "state_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of the board's state: fs/ is its filesystem, sim/ its simulated world. "
-    "Default: a new temporary folder. Reuse a folder to keep the board's files across runs.",
+    help="Folder of the board's state: fs/ is its filesystem, sim/ its simulated world, flash.bin its "
+    "flash. Default: a new temporary folder. Reuse a folder to keep the board's files across runs.",
 )
 @click.option("--board", "board_name", default="virtual", show_default=True, help="Board definition (boards/NAME.json).")
 @click.option("--baud", type=click.IntRange(300, 4000000), help="Pace the port to this many bits per second, as a USB-serial bridge does.")
-def vboard(state_dir, board_name, baud):
+@click.option(
+    "--bootloader",
+    is_flag=True,
+    help="Start held in download mode: the ROM bootloader answers esptool on a socket:// port. After a "
+    "reset into a valid image (esptool's hard reset over rfc2217://, or SIGUSR1) the REPL starts and a "
+    "`repl: <device path>` line follows.",
+)
+@click.option("--chip", type=click.Choice(["esp32", "esp32s3", "esp32c3"]), help="Chip the bootloader emulates. Default: the board's.")
+@click.option("--rfc2217", is_flag=True, help="With --bootloader: serve rfc2217:// with DTR/RTS auto-reset instead of socket://.")
+def vboard(state_dir, board_name, baud, bootloader, chip, rfc2217):
     """Run a virtual board: the MicroPython unix port behind a pseudo-terminal.
 
     The first line of output is `port: <device path>`; mpremote, ampy and `baysense` commands
@@ -32,18 +46,72 @@ def vboard(state_dir, board_name, baud):
     board = boards.load(board_name)
     if state_dir is None:
         state_dir = Path(tempfile.mkdtemp(prefix="baysense-vboard-"))
-    virtual = VirtualBoard(state_dir, board, baud=baud).start()
-    click.echo("port: %s" % virtual.port)
-    click.echo("dir: %s" % virtual.state_dir)
-    click.echo("stimulus: %s" % virtual.stimulus.path)
-    sys.stdout.flush()
-
+    virtual = VirtualBoard(state_dir, board, baud=baud)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+
+    if bootloader:
+        _run_with_bootloader(virtual, chip or board["chip"], rfc2217, baud, done)
+        return
+
+    virtual.start()
+    _announce("port: %s" % virtual.port)
+    _announce("dir: %s" % virtual.state_dir)
+    _announce("stimulus: %s" % virtual.stimulus.path)
     signal.signal(signal.SIGUSR1, lambda *_: virtual.power_cycle())
     try:
         while not done.wait(0.5):
             pass
     finally:
         virtual.stop()
+
+
+def _run_with_bootloader(virtual, chip, rfc2217, baud, done):
+    """Serve the ROM bootloader; start (or reset) the REPL whenever the chip runs its app."""
+    from ..rom.boot import probe_image
+    from ..rom.server import serve
+
+    virtual.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    flash_path = virtual.state_dir / "flash.bin"
+    lock = threading.Lock()
+
+    def on_app_start(reason):
+        # Runs on the bootloader's connection thread: hand the slow part to another thread.
+        threading.Thread(target=start_app, args=(reason,), daemon=True).start()
+
+    def start_app(reason):
+        with lock:
+            if not probe_image(flash_path, chip):
+                _announce("boot: no valid image in flash (%s); the chip waits for download" % reason)
+                return
+            if virtual.port is None:
+                virtual.start()
+                _announce("repl: %s" % virtual.port)
+            else:
+                virtual.power_cycle()
+
+    server = threading.Thread(
+        target=serve,
+        args=(flash_path, chip),
+        kwargs=dict(
+            baud=baud,
+            on_ready=lambda url: _announce("port: %s" % url),
+            flash_size=virtual.board["flash_size_bytes"],
+            stop_event=done,
+            on_app_start=on_app_start,
+            rfc2217=rfc2217,
+        ),
+        daemon=True,
+    )
+    server.start()
+    # SIGUSR1 presses EN with BOOT released: over socket://, which has no reset lines, this is
+    # how a script boots the flashed image.
+    signal.signal(signal.SIGUSR1, lambda *_: on_app_start("reset"))
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        server.join(5)
+        if virtual.port is not None:
+            virtual.stop()
