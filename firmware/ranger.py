@@ -11,7 +11,7 @@ from time import sleep_ms, sleep_us, ticks_diff, ticks_us
 from micropython import const
 
 MAX_PINGS = const(9)
-TRIGGER_PULSE_US = const(10)  # the HC-SR04 datasheet asks for at least 10 µs
+TRIGGER_PULSE_US = const(10)  # the HC-SR04 datasheet requires at least 10 µs
 POLL_US = const(100)  # how often ping() checks whether the echo ended
 
 # Faults a sample can report; the same codes as FAULT_* in detector.py.

@@ -101,15 +101,15 @@ def _setup_board(bay, registry_path, gateway, board_def):
 
 
 def _changes(states):
-    # A node reports its first decision after boot; over an empty bay that is "vacant", which
-    # is the state the bay already had, not a change.
+    # A node reports its first decision after boot. Over an empty bay that is "vacant": the
+    # state the bay already had, not a change.
     if states[:1] == ["vacant"]:
         return states[1:]
     return states
 
 
 def _node_events(board):
-    """The state changes a node printed on its serial output."""
+    """Return the state changes a node printed on its serial output."""
     log_bytes = (board.state_dir / "serial.log").read_bytes()
     return _changes([match.group(1).decode() for match in _NODE_EVENT.finditer(log_bytes)])
 
@@ -246,7 +246,7 @@ def _summary(bays, console, seconds):
 
 
 def _matching(expected, seen):
-    """How many changes of `expected` appear in `seen` in the same order, from the start."""
+    """Count the changes of `expected` that `seen` has in the same order, from the start."""
     count = 0
     for wanted, got in zip(expected, seen):
         if wanted != got:

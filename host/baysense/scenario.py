@@ -1,15 +1,15 @@
 """Parking scenarios for virtual boards: what happens over a bay, step by step.
 
 A scenario is a list of Steps, each holding the simulated world for a duration. It is played
-on a board's stimulus channel and knows which state changes a correct node must report, so a
-demo or test can compare what was played with what the gateway received.
+on a board's stimulus channel, and expected_changes() lists the state changes a correct node
+reports, so a demo or test can compare what was played with what the gateway received.
 """
 
 import random
 import time
 from dataclasses import dataclass, field
 
-EMPTY_MM = 2600  # an empty bay: the ranger sees the ground
+EMPTY_MM = 2600  # an empty bay: the ranger measures the distance to the ground
 
 
 @dataclass
@@ -30,10 +30,15 @@ class Scenario:
         changes = []
         state = "vacant"
         for step in self.steps:
-            wanted = "occupied" if step.what == "car" else "vacant" if step.what == "empty" else state
-            if wanted != state:
-                changes.append(wanted)
-                state = wanted
+            if step.what == "car":
+                expected = "occupied"
+            elif step.what == "empty":
+                expected = "vacant"
+            else:
+                continue  # a passer-by changes nothing
+            if expected != state:
+                changes.append(expected)
+                state = expected
         return changes
 
     @property

@@ -1,7 +1,7 @@
 """The virtual board: the MicroPython unix port behind a pseudo-terminal, as an ESP32 on USB.
 
 A client (mpremote, ampy, esptool's serial code, our own Device) opens the pseudo-terminal
-path and sees what an ESP32 running MicroPython shows: the friendly and raw REPLs, raw-paste,
+path and gets what an ESP32 running MicroPython gives: the friendly and raw REPLs, raw-paste,
 Ctrl-C that interrupts running code, Ctrl-D soft resets with the `soft reboot` banner, and ROM
 boot messages after a hard reset, a watchdog reset or a power cut.
 
@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 # machine.reset_cause() values of the esp32 port, by the reset that started the interpreter.
 RESET_CAUSES = {"poweron": 1, "wdt": 3, "deepsleep": 4, "hard": 5}
 
-# An ESP32 gives MicroPython about 110 KB of heap. The simulated HAL, which on a real chip is C
-# code outside the heap, takes about 29 KB here (measured after importing all of it), so the
-# board gets 142 KB and the firmware finds about what it would on an ESP32.
+# An ESP32 gives MicroPython about 110 KB of heap. The simulated HAL takes about 29 KB here
+# (measured after importing all of it), while on a real chip that code is C outside the heap.
+# So the board gets 142 KB, and the firmware finds about what it would on an ESP32.
 HEAP_SIZE = "142K"
 
 # Output is held this long (seconds) waiting for the rest of a line, so that the unix port's
@@ -59,8 +59,8 @@ WDT_CHECK_S = 0.2
 
 RAW_REPL_MARKER = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_MARKER = b'Type "help()" for more information.'
-# What the REPLs print when they wait for input: friendly prompt, continuation, paste mode, and
-# the raw REPL's prompt after entering it or after a block ran.
+# Prompts of the REPLs waiting for input: friendly, continuation, paste mode, and the raw REPL's
+# prompt after entering it or after a block ran.
 PROMPTS = (b">>> ", b"... ", b"=== ", b"\r\n>", b"\x04>")
 
 CTRL_C = 0x03
@@ -437,7 +437,7 @@ class VirtualBoard:
             self._serial_log.write(data)
         self._output_queue += data
         if len(self._output_queue) > OUTPUT_QUEUE_LIMIT:
-            # Nobody reads the port: keep the newest output, as a host's serial buffer would.
+            # No client reads the port: keep the newest output, as a host's serial buffer would.
             del self._output_queue[: len(self._output_queue) - OUTPUT_QUEUE_LIMIT]
         self._pump_output()
 

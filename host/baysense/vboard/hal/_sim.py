@@ -79,7 +79,7 @@ def request_reset(kind):
     """
     with host_open(SIM_DIR + "/reset_request", "w") as f:
         f.write(kind)
-    # The unix port has no os._exit; killing our own process (the shell's parent) is the only
+    # The unix port has no os._exit. Killing our own process (the shell's parent) is the only
     # way to stop without running Python-level cleanup, as a real reset does.
     _os.system("kill -KILL $PPID")
     while True:

@@ -2,7 +2,7 @@
 #
 # Pins, IRQs, I2C, the watchdog and resets behave as MicroPython's esp32 port documents them,
 # closely enough that the node firmware runs unchanged. Simulated sensors (sim_devices.py) are
-# wired to pins as sim/wiring.json says and read the simulated world from sim/stimulus.json.
+# wired to pins as sim/wiring.json sets and read the simulated world from sim/stimulus.json.
 
 import sys
 
@@ -156,7 +156,7 @@ class Timer:
     PERIODIC = 1
 
     # NOTE: callbacks run when the firmware sleeps (time.sleep*), not on a hardware timer, so a
-    # firmware that busy-waits without sleeping never sees them.
+    # firmware that busy-waits without sleeping never gets them.
     def __init__(self, id=0, **kwargs):
         self._callback = None
         if kwargs:
