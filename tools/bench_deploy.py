@@ -2,11 +2,12 @@
 
 In one run, each on a freshly started virtual board paced at 115200 baud:
 - a full deploy with `baysense deploy --no-reset`;
-- `mpremote cp -r` of the same built files (.mpy modules, boot.py, main.py);
+- `mpremote cp -r` of the same built files (.mpy modules, boot.py, main.py), which lands them
+  in a folder of that name on the board;
 - `mpremote cp -r` of the firmware sources, what a user without a build step copies;
 - `baysense deploy --no-reset` again with nothing changed.
 Every figure is the wall time of the whole command, process start-up included. The figures
-are printed and appended to docs/benchmarks.md.
+are printed and recorded in docs/benchmarks.md, replacing the previous run's.
 
 Run alone: .venv/bin/python tools/bench_deploy.py [--no-record]
 """
@@ -27,6 +28,9 @@ from baysense.vboard.board import VirtualBoard
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks.md"
+# The section between these marks is this script's; a new run replaces it.
+START_MARK = "<!-- deploy-bench:start -->"
+END_MARK = "<!-- deploy-bench:end -->"
 BIN = Path(sys.executable).parent
 BAUD = 115200
 COMMAND_TIMEOUT_S = 300  # a full copy takes under 15 s here; this only stops a hang
@@ -111,9 +115,21 @@ def report(figures):
     return lines
 
 
+def record(section):
+    """Replace this benchmark's section of docs/benchmarks.md, or append it the first time."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
+    start = text.find(START_MARK)
+    end = text.find(END_MARK)
+    if start >= 0 and end > start:
+        text = text[:start] + section + text[end + len(END_MARK) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    RESULTS.write_text(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-record", action="store_true", help="print the figures without appending them")
+    parser.add_argument("--no-record", action="store_true", help="print the figures without recording them")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="baysense-bench-deploy-") as scratch:
@@ -124,23 +140,23 @@ def main():
     if options.no_record:
         return 0
 
-    section = [
-        "",
-        "## Deploying to a virtual board (tools/bench_deploy.py, %s)" % time.strftime("%Y-%m-%d"),
-        "",
-        "Command: `.venv/bin/python tools/bench_deploy.py` (virtual boards paced at %d baud; wall time of each"
-        " whole command, process start-up included)." % BAUD,
-        "Machine: %d CPUs (`nproc`), %s, %s, Python %s."
-        % (os.cpu_count(), cpu_model(), platform.machine(), platform.python_version()),
-        "",
-        *lines,
-        "",
-    ]
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmarks\n")
-    with open(RESULTS, "a") as handle:
-        handle.write("\n".join(section))
-    print("appended to %s" % RESULTS.relative_to(ROOT))
+    section = "\n".join(
+        [
+            START_MARK,
+            "## Deploying to a virtual board (tools/bench_deploy.py, %s)" % time.strftime("%Y-%m-%d"),
+            "",
+            "Command: `.venv/bin/python tools/bench_deploy.py` (virtual boards paced at %d baud; wall time of each"
+            " whole command, process start-up included)." % BAUD,
+            "Machine: %d CPUs (`nproc`), %s, %s, Python %s; load average %.1f when the run ended"
+            " (the machine is shared, so figures vary between runs)."
+            % (os.cpu_count(), cpu_model(), platform.machine(), platform.python_version(), os.getloadavg()[0]),
+            "",
+            *lines,
+            END_MARK,
+        ]
+    )
+    record(section)
+    print("recorded in %s" % RESULTS.relative_to(ROOT))
     return 0
 
 

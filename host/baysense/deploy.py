@@ -36,40 +36,37 @@ SOURCE_ONLY = {"boot.py", "main.py"}
 # Seconds the board may take to hash every firmware file; an ESP32 hashes about 1 MB/s.
 HASH_TIMEOUT_S = 30.0
 
-# Hashes the build's paths and the manifest on the board. When the digest over all of them
-# (tree_digest) matches the build's, it prints None: the common "nothing changed" case then
+# Hashes the build's paths, manifest included, on the board. When the digest over all of them
+# (tree_digest) matches the build's, it prints None, so the common "nothing changed" case
 # returns a few bytes instead of every hash. Otherwise it prints (manifest paths,
-# {path: hex SHA-256 or None}) for the build's paths and those the manifest lists.
+# {path: hex SHA-256 or None}) for the build's paths and those the manifest lists. A missing
+# or invalid manifest counts as empty, so nothing is removed on its account.
 _PLAN_CODE = """import hashlib, binascii, json
 def _h(p):
  try:
   f = open(p, 'rb')
  except OSError:
-  return None
+  return
  h = hashlib.sha256()
  b = bytearray(1024)
- while True:
-  n = f.readinto(b)
-  if not n:
-   break
+ n = f.readinto(b)
+ while n:
   h.update(memoryview(b)[:n])
+  n = f.readinto(b)
  f.close()
  return binascii.hexlify(h.digest()).decode()
-def _s(paths, digest):
+def _s(ps, d):
  t = hashlib.sha256()
- for p in sorted(paths):
-  t.update((p + '\\0' + str(_h(p)) + '\\n').encode())
- if binascii.hexlify(t.digest()).decode() == digest:
-  return None
+ for p in sorted(ps):
+  t.update('%%s\\0%%s\\n' %% (p, _h(p)))
+ if binascii.hexlify(t.digest()).decode() == d:
+  return
  try:
   with open(%(manifest)r) as f:
-   m = json.load(f)
-  if not isinstance(m, list):
-   m = []
- except (OSError, ValueError):
+   m = [p for p in json.load(f) if isinstance(p, str)]
+ except Exception:
   m = []
- m = [p for p in m if isinstance(p, str)]
- return (m, {p: _h(p) for p in set(paths + m)})
+ return m, {p: _h(p) for p in set(ps + m)}
 print(repr(_s(%(paths)r, %(digest)r)))
 del _h, _s
 """
