@@ -38,6 +38,8 @@ GOAL_RATIO = 2.0
 # Runs per figure; the median is reported, because one run on a shared 2-core machine can be
 # slowed by anything else that runs at the time.
 REPEATS = 3
+SECTION_START = "<!-- fleet-bench:start -->"
+SECTION_END = "<!-- fleet-bench:end -->"
 # Limits that only stop a hang: a 16-board run takes well under a minute here.
 COMMAND_TIMEOUT_S = 600
 BOARD_START_TIMEOUT_S = 30
@@ -122,6 +124,18 @@ def provision_fleet(scratch, count, baud):
     return elapsed
 
 
+def record(path, section):
+    """Put `section` in place of this benchmark's earlier section in `path`, or append it."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = text.find(SECTION_START)
+    end = text.find(SECTION_END)
+    if start >= 0 and end > start:
+        text = text[:start] + section + text[end + len(SECTION_END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
 def _seconds(values):
     return ", ".join("%.2f" % value for value in values)
 
@@ -156,23 +170,21 @@ def main():
         return 0
 
     section = [
-        "",
+        SECTION_START,
         "## Provisioning a fleet of virtual boards (tools/bench_fleet.py, %s)" % time.strftime("%Y-%m-%d"),
         "",
         "Command: `.venv/bin/python tools/bench_fleet.py` (each board a fresh `baysense vboard` process; wall time of"
         " the whole `baysense fleet provision` command: build, deploy, provision, self-test acknowledged by the"
         " gateway, restart).",
-        "Machine: %d CPUs (`nproc`), %s, %s, Python %s."
-        % (os.cpu_count(), cpu_model(), platform.machine(), platform.python_version()),
+        "Machine: %d CPUs (`nproc`), %s, %s, Python %s; load average %.1f when the run ended (the machine is"
+        " shared, so figures vary between runs)."
+        % (os.cpu_count(), cpu_model(), platform.machine(), platform.python_version(), os.getloadavg()[0]),
         "",
         *lines,
-        "",
+        SECTION_END,
     ]
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmarks\n")
-    with open(RESULTS, "a") as handle:
-        handle.write("\n".join(section))
-    print("appended to %s" % RESULTS.relative_to(ROOT))
+    record(RESULTS, "\n".join(section))
+    print("recorded in %s" % RESULTS.relative_to(ROOT))
     return 0
 
 
