@@ -356,9 +356,9 @@ class FieldDecision:
     """Magnetometer: a vehicle is seen by its transients and by the field's offset.
 
     The raw counts pass two moving averages, which null periodic interference. Two measures
-    are then compared with bands learned from the noise: the offset of the field from the
-    empty bay's baseline (level band), and the spread of the field over a short window
-    (activity band), which is high while a vehicle moves over the sensor.
+    are then compared with bands learned from the noise. The offset of the field from the
+    empty bay's baseline is compared with the level band. The spread of the field over a short
+    window, high while a vehicle moves over the sensor, is compared with the activity band.
 
     vacant -> arriving: the field starts changing.
     arriving -> occupied: the field kept changing or stayed off the baseline for on_delay_ms,
@@ -457,9 +457,9 @@ class FieldDecision:
         self._settling = False
 
     def decide(self, value, now_ms):
-        # Two moving averages in cascade: each nulls the frequencies that are multiples of
-        # (sample rate / its length), so together they remove periodic interference at two
-        # frequencies with less lag than one long average.
+        # Two moving averages in cascade. An average over N samples nulls the multiples of
+        # (sample rate / N), so the pair removes periodic interference at the frequencies
+        # their lengths pick, and smooths what is left.
         smooth = self._second_average.push(self._first_average.push(value)) // self._smooth_divisor
         spread = self._spread.push(smooth)
         if self.phase == PHASE_CALIBRATING:
