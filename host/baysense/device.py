@@ -295,11 +295,12 @@ class Device:
     def write_files(self, files, timeout=None, compress=None):
         """Write several files in one exec, each atomically, creating their folders.
 
-        The board runs transfer.RECEIVER_CODE, which asks for each frame with ACK, so the host
+        The board runs transfer.RECEIVER_CODE, which requests each frame with ACK, so the host
         never sends more than the board has room for. A file is written to PATH.part and
         renamed over PATH only when complete: a transfer cut off at any point leaves every
-        file either old or new. `compress` None compresses the files that shrink when the
-        board can inflate, False never does. `timeout` (seconds) bounds each wait for the
+        file either old or new. With `compress` None (or True), a file is deflated when the
+        board can inflate and the file shrinks by transfer.DEFLATE_MIN_SAVING; with False,
+        never. `timeout` (seconds) bounds each wait for the
         board, by default the time of one frame at the port's baud rate plus
         FRAME_WRITE_MARGIN_S.
         """
