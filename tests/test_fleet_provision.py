@@ -355,3 +355,32 @@ def test_flash_step_then_changed_image(tmp_path, virtual_boards, gateway, regist
 
         assert status == 0
         assert bays["b1"]["result"] == "skipped"
+
+
+def test_wifi_password_file_must_be_private(tmp_path, gateway, registry_path, capsys):
+    secret = tmp_path / "wifi.secret"
+    secret.write_text("hunter22\n")
+    os.chmod(secret, 0o644)
+    path = write_manifest(tmp_path, gateway, [MISSING_PORT], extra='[wifi]\nssid = "lot-net"\npassword_file = "wifi.secret"\n')
+
+    status = main(["fleet", "provision", str(path), "--registry", str(registry_path)])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "readable by group or others" in error
+    assert "hunter22" not in error
+
+
+def test_wifi_password_reaches_board(tmp_path, virtual_boards, gateway, registry_path, capsys):
+    secret = tmp_path / "wifi.secret"
+    secret.write_text("hunter22\n")
+    os.chmod(secret, 0o600)
+    path = write_manifest(tmp_path, gateway, [virtual_boards[0].port],
+                          extra='[wifi]\nssid = "lot-net"\npassword_file = "wifi.secret"\n')
+
+    status, bays, _ = provision_json(capsys, path, registry_path)
+
+    assert status == 0, bays["b1"]["detail"]
+    config = json.loads((virtual_boards[0].fs_dir / "config.json").read_text())
+    assert config["wifi"] == {"ssid": "lot-net", "password": "hunter22"}
+    assert "hunter22" not in (tmp_path / "site-logs" / "b1.log").read_text()

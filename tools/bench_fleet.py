@@ -35,8 +35,8 @@ RESULTS = ROOT / "docs" / "benchmarks.md"
 BIN = Path(sys.executable).parent
 PACED_BAUD = 115200
 GOAL_RATIO = 2.0
-# Runs per figure; the median is reported, because one run on a shared 2-core machine can be
-# slowed by anything else that runs at the time.
+# Runs per figure. The median is reported, because anything else running on a shared 2-core
+# machine can slow a single run.
 REPEATS = 3
 SECTION_START = "<!-- fleet-bench:start -->"
 SECTION_END = "<!-- fleet-bench:end -->"

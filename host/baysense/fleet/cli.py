@@ -1,13 +1,15 @@
 """`baysense fleet`: provision a site from a manifest, and export or show its progress."""
 
+import os
+import stat
 import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 
-from ..errors import BaysenseError
-from ..provision import read_wifi_password
+from ..errors import BaysenseError, ConfigError
+from ..provision import ENV_WIFI_PASSWORD, read_wifi_password
 from ..registry import Registry
 from . import export, manifest as manifest_module
 from .progress import FAILED, Progress
@@ -50,7 +52,7 @@ def provision_command(manifest_path, registry_path, flash, force, log_dir, auto_
     manifest = manifest_module.load(manifest_path)
     wifi = {}
     if manifest.wifi_ssid:
-        wifi = {"ssid": manifest.wifi_ssid, "password": read_wifi_password(manifest.wifi_password_file)}
+        wifi = {"ssid": manifest.wifi_ssid, "password": wifi_password(manifest)}
     options = Options(
         flash=manifest.flash if flash is None else flash,
         force=force,
@@ -89,6 +91,24 @@ def provision_command(manifest_path, registry_path, flash, force, log_dir, auto_
             "%d of %d bays failed (%s)" % (len(failed), len(outcomes), ", ".join(outcome.bay for outcome in failed)),
             "fix the reasons listed above and run the same command again: it resumes where each bay stopped",
         )
+
+
+def wifi_password(manifest):
+    """Return the nodes' Wi-Fi password from the manifest's password file, the environment or a prompt."""
+    path = manifest.wifi_password_file
+    if path is not None:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                "Wi-Fi password file %s is readable by group or others (mode %o)" % (path, mode),
+                "run `chmod 600 %s`" % path,
+            )
+    elif os.environ.get(ENV_WIFI_PASSWORD) is None and not sys.stdin.isatty():
+        raise ConfigError(
+            "no Wi-Fi password for %r" % manifest.wifi_ssid,
+            "name a password_file in the manifest's [wifi] table (CSV: wifi_password_file) or set %s" % ENV_WIFI_PASSWORD,
+        )
+    return read_wifi_password(path)
 
 
 @fleet_group.command("export")

@@ -3,7 +3,7 @@
 The test runs as one exec on the board, through the firmware's own modules: the board layer
 reads the sensor once, and the uplink sends heartbeats framed by the firmware's protocol
 module until the gateway's acknowledgement arrives. An acknowledgement carries an HMAC under
-the device's key, so it also proves that the gateway knows the key that provision wrote.
+the device's key, so it also proves that the gateway has loaded the key that provision wrote.
 Heartbeat counters come from the firmware's Counter, so the node's own frames after the
 restart stay above them.
 """
