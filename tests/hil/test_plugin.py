@@ -3,7 +3,8 @@
 import pytest
 
 from baysense.errors import ConfigError
-from baysense.hil.bench import Bench, BenchTooSmall, BoardSpec, bench_specs, parse_board
+from baysense.hil.bench import Bench, BenchTooSmall
+from baysense.hil.options import BoardSpec, bench_specs, parse_board
 
 pytest_plugins = ["pytester"]
 

@@ -1,17 +1,14 @@
-"""The bench: which boards a session tests, the gateway they report to, and the bench controller.
+"""The bench: the boards a session tests, the gateway they report to, and the bench controller.
 
-Boards come from `--board PORT[@DEFINITION]` (repeatable; PORT `virtual` starts a virtual
-board), else from $BAYSENSE_BOARDS (the same items, comma-separated), plus `--boards N` virtual
-boards. A bench made of virtual boards only grows on demand: a test that needs a magnetometer
-board, or more boards than there are, gets new virtual ones. A bench with a real board never
-does, so a run meant for hardware cannot pass on simulations alone.
+A bench made of virtual boards only grows on demand: a test that needs a magnetometer board,
+or more boards than there are, gets new virtual ones. A bench with a real board never does,
+so a run meant for hardware cannot pass on simulations alone.
 """
 
 import json
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import boards as board_definitions
@@ -22,13 +19,12 @@ from .board import Board
 from .console import Console
 from .controller import BenchController, load_wiring
 from .gateway import HilGateway
+from .options import VIRTUAL, BoardSpec
 from .stimulus import BenchBay, VirtualBay
 from .targets import SerialTarget, VirtualTarget
 
 log = logging.getLogger(__name__)
 
-ENV_BOARDS = "BAYSENSE_BOARDS"
-VIRTUAL = "virtual"
 # The board definition a virtual board of each sensor kind gets.
 VIRTUAL_DEFINITIONS = {"ultrasonic": "virtual", "magnetometer": "virtual-magnetometer", "presence": "virtual-presence"}
 # Boards started or prepared at once: each virtual board is one MicroPython process.
@@ -38,35 +34,6 @@ _UNSAFE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
 
 class BenchTooSmall(BaysenseError):
     """The bench has no board the test can use (the plugin turns this into a skip)."""
-
-
-@dataclass(frozen=True)
-class BoardSpec:
-    """One --board item: a port (or "virtual") and an optional board definition name or path."""
-
-    port: str
-    definition: str | None = None
-
-
-def parse_board(text):
-    """Split PORT[@DEFINITION]; the suffix counts only when it names a definition."""
-    port, separator, name = text.strip().rpartition("@")
-    if separator and (name in board_definitions.names() or name.endswith(".json")):
-        return BoardSpec(port, name)
-    return BoardSpec(text.strip())
-
-
-def bench_specs(board_options, virtual_count, environ):
-    """Return the BoardSpecs of the options, or of $BAYSENSE_BOARDS when no --board was given."""
-    texts = list(board_options)
-    if not texts and environ.get(ENV_BOARDS):
-        texts = [item for item in environ[ENV_BOARDS].split(",") if item.strip()]
-    specs = [parse_board(text) for text in texts]
-    if virtual_count:
-        if virtual_count < 0:
-            raise ConfigError("--boards %d is negative" % virtual_count, "pass the number of virtual boards to start")
-        specs += [BoardSpec(VIRTUAL)] * virtual_count
-    return specs
 
 
 class Bench:

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from .bench import ENV_BOARDS, Bench, BenchTooSmall, bench_specs
-from .stimulus import StimulusUnsupported
-from .strategy import FIRMWARE, STATES, TransitionUnsupported
+from .options import ENV_BOARDS, bench_specs
+
+# The bench, the boards and the gateway are imported inside the fixtures: pytest loads this
+# plugin in every run, and a run that uses none of its fixtures should not pay for esptool,
+# the gateway and the virtual board.
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def hil_bench(request, tmp_path_factory):
     """The session's Bench: boards, gateway and bench controller, stopped at the end."""
+    from .bench import Bench
+
     config = request.config
     folder = config.getoption("hil_logs") or tmp_path_factory.getbasetemp() / "hil"
     specs = bench_specs(config.getoption("board"), config.getoption("boards"), os.environ)
@@ -146,6 +150,9 @@ def bay(board):
 
 
 def _setup_boards(request, bench, count, log_dir):
+    from .bench import BenchTooSmall
+    from .strategy import FIRMWARE, STATES
+
     if request.node.get_closest_marker("hardware") and not bench.has_real_board:
         pytest.skip("needs a real board: pass --board PORT (or set %s)" % ENV_BOARDS)
     sensor = request.node.get_closest_marker("sensor")
@@ -166,12 +173,14 @@ def _setup_boards(request, bench, count, log_dir):
         request.node.user_properties.append(("serial_log", str(log_dir / ("serial-%s.log" % item.name))))
     try:
         bench.run_on_each(chosen, functools.partial(_prepare_for_test, state=state))
-    except (TransitionUnsupported, StimulusUnsupported) as error:
+    except _unsupported_errors() as error:
         pytest.skip(str(error))
     return chosen
 
 
 def _prepare_for_test(item, state):
+    from .strategy import FIRMWARE
+
     # An empty bay and a working sensor and link first, so every test starts from the same world.
     if item.bay is not None:
         item.bay.vacant()
@@ -186,6 +195,14 @@ def _teardown_boards(bench, chosen):
         item.end_test()
     if not bench.gateway.running:
         bench.gateway.resume()  # a test that paused it must not leave the next one without a gateway
+
+
+def _unsupported_errors():
+    """Return the errors for what a bench cannot do, which become skips."""
+    from .stimulus import StimulusUnsupported
+    from .strategy import TransitionUnsupported
+
+    return (TransitionUnsupported, StimulusUnsupported)
 
 
 class _SkipUnsupported:
@@ -205,7 +222,7 @@ class _SkipUnsupported:
         def call(*args, **kwargs):
             try:
                 return value(*args, **kwargs)
-            except (TransitionUnsupported, StimulusUnsupported) as error:
+            except _unsupported_errors() as error:
                 pytest.skip(str(error))
 
         return call

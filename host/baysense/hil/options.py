@@ -1,0 +1,43 @@
+"""The plugin's board options: `--board PORT[@DEFINITION]`, `--boards N` and $BAYSENSE_BOARDS.
+
+Boards come from `--board` (repeatable, PORT `virtual` starts a virtual board), else from
+$BAYSENSE_BOARDS (the same items, comma-separated), plus `--boards N` virtual boards. This
+module imports nothing heavy, because pytest loads the plugin, and so this module, in every run.
+"""
+
+from dataclasses import dataclass
+
+from .. import boards as board_definitions
+from ..errors import ConfigError
+
+ENV_BOARDS = "BAYSENSE_BOARDS"
+VIRTUAL = "virtual"
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """One --board item: a port (or "virtual") and an optional board definition name or path."""
+
+    port: str
+    definition: str | None = None
+
+
+def parse_board(text):
+    """Split PORT[@DEFINITION]; the suffix counts only when it names a definition."""
+    port, separator, name = text.strip().rpartition("@")
+    if separator and (name in board_definitions.names() or name.endswith(".json")):
+        return BoardSpec(port, name)
+    return BoardSpec(text.strip())
+
+
+def bench_specs(board_options, virtual_count, environ):
+    """Return the BoardSpecs of the options, or of $BAYSENSE_BOARDS when no --board was given."""
+    texts = list(board_options)
+    if not texts and environ.get(ENV_BOARDS):
+        texts = [item for item in environ[ENV_BOARDS].split(",") if item.strip()]
+    specs = [parse_board(text) for text in texts]
+    if virtual_count:
+        if virtual_count < 0:
+            raise ConfigError("--boards %d is negative" % virtual_count, "pass the number of virtual boards to start")
+        specs += [BoardSpec(VIRTUAL)] * virtual_count
+    return specs
