@@ -1,7 +1,7 @@
 # The node's board layer: the only firmware module that imports `machine`.
 #
 # It turns the board definition in config.json (pins, sensor kind and settings) into a
-# sensor object with read() -> (value, fault code), so the rest of the firmware never names
+# sensor object with sample() -> fault code (reading in .value), so the rest of the firmware never names
 # a pin or a chip.
 
 import machine

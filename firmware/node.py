@@ -194,11 +194,12 @@ class Node:
     # -- sensing
 
     def sample(self, now):
-        value, fault = self.sensor.read()
+        sensor = self.sensor
+        fault = sensor.sample()  # allocation-free: the reading is left in sensor.value
         if fault:
             changed = self.detector.fault(fault, now)
         else:
-            changed = self.detector.update(value, now)
+            changed = self.detector.update(sensor.value, now)
         if changed:
             self._report_state(now)
         elif self._boot_report_due and ticks_diff(now, self._boot_report_at) >= 0:

@@ -38,6 +38,8 @@ class Ranger:
         self._width_us = -1
         self.dropped_edges = 0
         self.timeouts = 0
+        self.value = 0
+        self.fault = FAULT_NONE
 
         trigger.value(0)
         # Bind once: creating the bound method in the IRQ registration on every ping would allocate.
@@ -74,8 +76,11 @@ class Ranger:
             sleep_us(POLL_US)
         return self._width_us
 
-    def read(self):
-        """Return (distance in mm, fault code): the median of this sample's valid pings."""
+    def sample(self):
+        """Measure one sample into value; return its fault code (0 = valid). No allocation.
+
+        value is the median of this sample's valid pings, in mm.
+        """
         widths = self._widths
         count = 0
         lost = 0
@@ -89,17 +94,25 @@ class Ranger:
             elif width == -2:
                 lost += 1
         if count == 0:
-            return -1, FAULT_EDGES_DROPPED if lost else FAULT_NO_ECHO
+            self.fault = FAULT_EDGES_DROPPED if lost else FAULT_NO_ECHO
+            return self.fault
         # Insertion sort of the few valid widths, in place.
         for i in range(1, count):
-            value = widths[i]
+            width = widths[i]
             j = i - 1
-            while j >= 0 and widths[j] > value:
+            while j >= 0 and widths[j] > width:
                 widths[j + 1] = widths[j]
                 j -= 1
-            widths[j + 1] = value
+            widths[j + 1] = width
         # Sound travels 343 mm/ms at 20 °C, out and back.
-        distance = widths[count // 2] * 343 // 2000
-        if distance < self._min_mm or distance > self._max_mm:
-            return distance, FAULT_OUT_OF_RANGE
-        return distance, FAULT_NONE
+        self.value = widths[count // 2] * 343 // 2000
+        if self.value < self._min_mm or self.value > self._max_mm:
+            self.fault = FAULT_OUT_OF_RANGE
+        else:
+            self.fault = FAULT_NONE
+        return self.fault
+
+    def read(self):
+        """Return (distance in mm, fault code); allocates a tuple, unlike sample()."""
+        self.sample()
+        return self.value, self.fault
