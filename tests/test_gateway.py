@@ -334,3 +334,28 @@ def test_status_rejects_other_database(registry, keys, capsys):
     status = main(["status", "--db", str(registry)])
     assert status == 1
     assert "cannot read the gateway database" in capsys.readouterr().err
+
+
+def test_node_reboot_skips_counter_block(gateway, keys):
+    db_path = gateway.gateway.db_path
+    with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
+        node.report_state(protocol.STATE_OCCUPIED)
+        node.report_state(protocol.STATE_VACANT)
+
+    # After a reboot the node continues from its next reserved block of 64.
+    with SimNode("bay-1", keys["bay-1"], gateway.address, counter=64) as rebooted:
+        counter = rebooted.report_state(protocol.STATE_OCCUPIED)
+
+    # A node that lost its counter file starts again at 1 and is rejected.
+    with SimNode("bay-1", keys["bay-1"], gateway.address, counter=0) as reset:
+        stale_counter, frame = reset.state_frame(protocol.STATE_FAULT)
+        reset.send(frame)
+        acked = reset.wait_ack(stale_counter, 0.3)
+
+    assert counter == 65
+    assert not acked
+    assert wait_for(lambda: stats(db_path).get("rejected_old_counter") == 1)
+    with Store(db_path) as store:
+        bay = store.bays()[0]
+    assert bay["state"] == "occupied"
+    assert bay["counter"] == 65

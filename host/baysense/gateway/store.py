@@ -112,7 +112,7 @@ REPLACE_HEALTH = (
 ADD_STAT = "INSERT INTO stats (name, count) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET count = count + excluded.count"
 
 
-@dataclass
+@dataclass(slots=True)
 class Report:
     """An authenticated frame that passed every check and waits to be stored."""
 
