@@ -43,8 +43,12 @@ class Bench:
         self.folder = Path(folder)
         self.firmware_dir = Path(firmware_dir) if firmware_dir else FIRMWARE_DIR
         if not (self.firmware_dir / "main.py").is_file():
-            raise ConfigError("no main.py in the firmware folder %s" % self.firmware_dir, "pass --firmware with the folder holding the node's main.py")
-        self.folder.mkdir(parents=True, exist_ok=True)
+            raise ConfigError(
+                "no main.py in the firmware folder %s" % self.firmware_dir,
+                "pass --firmware with the folder that contains the node's main.py",
+            )
+        # Board folders contain device keys, and test logs may show board files: private to this user.
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.elastic = all(spec.port == VIRTUAL for spec in specs)
         self.gateway = HilGateway(self._subfolder("gateway"), gateway_host)
         self.controller_port = controller_port

@@ -10,7 +10,7 @@ import os
 
 from ..deploy import board_mpy_version, build, compiler_mpy_version, deploy
 from ..device import EXEC_TIMEOUT_S
-from ..errors import DeviceException
+from ..errors import ConfigError, DeviceException
 from ..paths import FIRMWARE_DIR
 from ..provision import ENV_WIFI_PASSWORD, provision
 from ..registry import Registry
@@ -156,7 +156,12 @@ class Board:
     def _provision(self, device, rotate_key):
         wifi = {}
         if not self.virtual:
-            wifi = {"ssid": os.environ.get(ENV_WIFI_SSID, ""), "password": os.environ.get(ENV_WIFI_PASSWORD, "")}
+            if not os.environ.get(ENV_WIFI_SSID):
+                raise ConfigError(
+                    "no Wi-Fi network set for the real board %s" % self.name,
+                    "set %s and %s in the environment (never on the command line)" % (ENV_WIFI_SSID, ENV_WIFI_PASSWORD),
+                )
+            wifi = {"ssid": os.environ[ENV_WIFI_SSID], "password": os.environ.get(ENV_WIFI_PASSWORD, "")}
         with Registry(self.gateway.registry_path) as registry:
             outcome = provision(
                 device,

@@ -2,9 +2,9 @@
 
 A board prints whether or not the host is running code on it: the node's `bay:` lines come
 while a test waits on the gateway. A monitor thread reads the port whenever no Device
-operation holds it, so the output stays whole: a virtual board drops output that no client reads,
-as a UART with no listener does. Everything is appended to one session-long log file as it
-arrives, so the log survives a test that hangs or a run that is killed.
+operation has it open for itself, so the output stays whole. Unread, it would be lost: a USB
+serial bridge drops bytes when its buffer is full. Everything is appended to one session-long
+log file as it arrives, so the log survives a test that hangs or a run that is killed.
 """
 
 import logging

@@ -107,7 +107,7 @@ def gateway(hil_bench):
 def hil_log_dir(request, hil_bench):
     """This test's log folder: the boards' serial output and the plugin's log (transitions included)."""
     folder = Path(hil_bench.folder) / "tests" / _UNSAFE_PATH_CHARACTERS.sub("_", request.node.nodeid).strip("_")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     handler = logging.FileHandler(folder / "hil.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     package_logger = logging.getLogger("baysense")
@@ -169,12 +169,14 @@ def _setup_boards(request, bench, count, log_dir):
 
     for item in chosen:
         item.begin_test(log_dir)
-        request.node.user_properties.append(("board", "%s %s %s" % (item.name, item.definition["name"], item.port or "")))
         request.node.user_properties.append(("serial_log", str(log_dir / ("serial-%s.log" % item.name))))
     try:
         bench.run_on_each(chosen, functools.partial(_prepare_for_test, state=state))
     except _unsupported_errors() as error:
         pytest.skip(str(error))
+    for item in chosen:
+        # After the setup, so a board started by it shows its port.
+        request.node.user_properties.append(("board", "%s %s %s" % (item.name, item.definition["name"], item.port or "(port closed)")))
     return chosen
 
 
