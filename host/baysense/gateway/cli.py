@@ -56,7 +56,14 @@ async def run_gateway(db_path, registry_path, host, port, settings=None):
 
 
 @click.command("gateway")
-@click.option("--listen", default="0.0.0.0:4700", show_default=True, help="UDP address to listen on, HOST:PORT (port 0 picks a free one).")
+@click.option(
+    "--listen",
+    default="0.0.0.0:4700",
+    show_default=True,
+    help="UDP address to listen on: HOST:PORT (port 0 picks a free one), or zt:NETWORK_ID:PORT for this "
+    "host's address on a joined and authorized ZeroTier network (read from the local service; see "
+    "`baysense zerotier --help` for the token).",
+)
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), help="SQLite database for reports and bay states.")
 @click.option(
     "--registry",
@@ -66,7 +73,12 @@ async def run_gateway(db_path, registry_path, host, port, settings=None):
 )
 def gateway_command(listen, db_path, registry_path):
     """Receive authenticated bay reports over UDP, store them and acknowledge them."""
-    host, port = parse_listen(listen)
+    if listen[:3].lower() == "zt:":
+        from ..zerotier.listen import resolve_listen
+
+        host, port = resolve_listen(listen)
+    else:
+        host, port = parse_listen(listen)
     asyncio.run(run_gateway(db_path, registry_path or default_path(), host, port))
 
 
