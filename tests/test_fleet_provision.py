@@ -3,6 +3,7 @@
 import json
 import os
 import sqlite3
+import shutil
 import signal
 import stat
 import subprocess
@@ -18,6 +19,7 @@ from baysense.fleet import manifest as manifest_module
 from baysense.fleet.progress import INTERRUPTED, OK, SITE, Progress
 from baysense.fleet.runner import Options, Run, exit_status
 from baysense.gateway.server import GatewayThread
+from baysense.paths import FIRMWARE_DIR
 from baysense.registry import Registry
 from baysense.rom.server import BackgroundServer
 from baysense.vboard.board import VirtualBoard
@@ -33,6 +35,14 @@ ZT_CENTRAL_NETWORK = "8056c2e21c000042"
 GATEWAY_MEMBER = "0badc0ffee"
 ESP32_DRAM = 0x3FFB0000
 ESP32_IMAGE_OFFSET = 0x1000
+
+
+@pytest.fixture(scope="module")
+def firmware(tmp_path_factory):
+    """A copy of the node firmware, so edits in the checkout during a test do not change its inputs."""
+    snapshot = tmp_path_factory.mktemp("firmware")
+    shutil.copytree(FIRMWARE_DIR, snapshot, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return snapshot
 
 
 @pytest.fixture
@@ -70,8 +80,9 @@ def write_manifest(tmp_path, gateway, ports, extra="", community="lot-7", heartb
     return path
 
 
-def provision_json(capsys, manifest_path, registry_path, *more):
-    status = main(["fleet", "provision", str(manifest_path), "--registry", str(registry_path), "--json", *more])
+def provision_json(capsys, manifest_path, registry_path, firmware, *more):
+    command = ["fleet", "provision", str(manifest_path), "--registry", str(registry_path), "--firmware-dir", str(firmware)]
+    status = main([*command, "--json", *more])
     report = json.loads(capsys.readouterr().out)
     return status, {bay["bay"]: bay for bay in report["bays"]}, report
 
@@ -81,10 +92,10 @@ def health_device_ids(gateway_db):
         return {row[0] for row in db.execute("SELECT device_id FROM health")}
 
 
-def test_provision_three_boards_then_skip(tmp_path, virtual_boards, gateway, registry_path, capsys):
+def test_provision_three_boards_then_skip(firmware, tmp_path, virtual_boards, gateway, registry_path, capsys):
     path = write_manifest(tmp_path, gateway, [virtual.port for virtual in virtual_boards])
 
-    status, bays, report = provision_json(capsys, path, registry_path)
+    status, bays, report = provision_json(capsys, path, registry_path, firmware)
 
     assert status == 0
     assert report["status"] == 0
@@ -103,18 +114,18 @@ def test_provision_three_boards_then_skip(tmp_path, virtual_boards, gateway, reg
     assert health_device_ids(tmp_path / "gateway.db") == {"b1", "b2", "b3"}
 
     started = time.monotonic()
-    status, bays, _ = provision_json(capsys, path, registry_path)
+    status, bays, _ = provision_json(capsys, path, registry_path, firmware)
 
     assert status == 0
     assert {bay["result"] for bay in bays.values()} == {"skipped"}
     assert time.monotonic() - started < 2  # done bays touch no board
 
 
-def test_failing_port_does_not_stop_others(tmp_path, virtual_boards, gateway, registry_path, capsys):
+def test_failing_port_does_not_stop_others(firmware, tmp_path, virtual_boards, gateway, registry_path, capsys):
     ports = [virtual_boards[0].port, MISSING_PORT, virtual_boards[1].port]
     path = write_manifest(tmp_path, gateway, ports)
 
-    status, bays, _ = provision_json(capsys, path, registry_path)
+    status, bays, _ = provision_json(capsys, path, registry_path, firmware)
 
     assert status == 1
     assert bays["b1"]["result"] == OK, bays["b1"]["detail"]
@@ -123,10 +134,10 @@ def test_failing_port_does_not_stop_others(tmp_path, virtual_boards, gateway, re
     assert "port not found (%s)" % MISSING_PORT in bays["b2"]["detail"]
 
 
-def test_failure_reason_in_summary(tmp_path, virtual_boards, gateway, registry_path, capsys):
+def test_failure_reason_in_summary(firmware, tmp_path, virtual_boards, gateway, registry_path, capsys):
     path = write_manifest(tmp_path, gateway, [virtual_boards[0].port, MISSING_PORT])
 
-    status = main(["fleet", "provision", str(path), "--registry", str(registry_path)])
+    status = main(["fleet", "provision", str(path), "--registry", str(registry_path), "--firmware-dir", str(firmware)])
 
     output = capsys.readouterr()
     assert status == 1
@@ -135,7 +146,7 @@ def test_failure_reason_in_summary(tmp_path, virtual_boards, gateway, registry_p
     assert "b1\t%s\trestart\tok" % virtual_boards[0].port in output.err  # one line per step off a terminal
 
 
-def test_interrupt_then_resume(tmp_path, virtual_boards, gateway, registry_path):
+def test_interrupt_then_resume(firmware, tmp_path, virtual_boards, gateway, registry_path):
     path = write_manifest(tmp_path, gateway, [virtual.port for virtual in virtual_boards])
     manifest = manifest_module.load(path)
 
@@ -143,7 +154,7 @@ def test_interrupt_then_resume(tmp_path, virtual_boards, gateway, registry_path)
         if bay_id == "b2" and step == "selftest":
             raise KeyboardInterrupt
 
-    outcomes = Run(manifest, registry_path, Options(before_step=interrupt)).execute()
+    outcomes = Run(manifest, registry_path, Options(firmware_dir=firmware, before_step=interrupt)).execute()
 
     assert exit_status(outcomes) == 130
     by_bay = {outcome.bay: outcome for outcome in outcomes}
@@ -155,7 +166,7 @@ def test_interrupt_then_resume(tmp_path, virtual_boards, gateway, registry_path)
         assert steps["selftest"]["result"] == INTERRUPTED
         assert "restart" not in steps
 
-    outcomes = Run(manifest, registry_path, Options()).execute()
+    outcomes = Run(manifest, registry_path, Options(firmware_dir=firmware)).execute()
 
     assert exit_status(outcomes) == 0
     assert {outcome.result for outcome in outcomes} <= {OK, "skipped"}
@@ -167,12 +178,12 @@ def test_interrupt_then_resume(tmp_path, virtual_boards, gateway, registry_path)
             "deploy": OK, "provision": OK, "selftest": OK, "restart": OK}
 
 
-def test_changed_input_redoes_later_steps(tmp_path, virtual_boards, gateway, registry_path):
+def test_changed_input_redoes_later_steps(firmware, tmp_path, virtual_boards, gateway, registry_path):
     path = write_manifest(tmp_path, gateway, [virtual_boards[0].port], heartbeat_s=60)
-    assert exit_status(Run(manifest_module.load(path), registry_path).execute()) == 0
+    assert exit_status(Run(manifest_module.load(path), registry_path, Options(firmware_dir=firmware)).execute()) == 0
 
     path = write_manifest(tmp_path, gateway, [virtual_boards[0].port], heartbeat_s=30)
-    outcomes = Run(manifest_module.load(path), registry_path).execute()
+    outcomes = Run(manifest_module.load(path), registry_path, Options(firmware_dir=firmware)).execute()
 
     assert exit_status(outcomes) == 0
     assert outcomes[0].result == OK
@@ -182,7 +193,7 @@ def test_changed_input_redoes_later_steps(tmp_path, virtual_boards, gateway, reg
     assert "device b1 updated" in log_text
 
 
-def test_auto_bays_take_boards_in_order(tmp_path, virtual_boards, gateway, registry_path):
+def test_auto_bays_take_boards_in_order(firmware, tmp_path, virtual_boards, gateway, registry_path):
     path = write_manifest(tmp_path, gateway, ["auto", "auto"])
     manifest = manifest_module.load(path)
     plugged = []
@@ -196,7 +207,7 @@ def test_auto_bays_take_boards_in_order(tmp_path, virtual_boards, gateway, regis
 
     # In the first run board 1 is listed before board 0, and b2 is interrupted.
     plugged.extend([virtual_boards[1].port, virtual_boards[0].port])
-    outcomes = Run(manifest, registry_path, Options(port_source=port_source, before_step=interrupt_second, auto_wait_s=5)).execute()
+    outcomes = Run(manifest, registry_path, Options(firmware_dir=firmware, port_source=port_source, before_step=interrupt_second, auto_wait_s=5)).execute()
     by_bay = {outcome.bay: outcome for outcome in outcomes}
     assert by_bay["b1"].port == virtual_boards[1].port
     assert by_bay["b2"].port == virtual_boards[0].port
@@ -204,17 +215,17 @@ def test_auto_bays_take_boards_in_order(tmp_path, virtual_boards, gateway, regis
 
     # Re-run with the boards seen in the other order: board 0 carries b2's id and gets b2 back.
     plugged.reverse()
-    outcomes = Run(manifest, registry_path, Options(port_source=port_source, auto_wait_s=5)).execute()
+    outcomes = Run(manifest, registry_path, Options(firmware_dir=firmware, port_source=port_source, auto_wait_s=5)).execute()
     by_bay = {outcome.bay: outcome for outcome in outcomes}
     assert exit_status(outcomes) == 0
     assert by_bay["b2"].port == virtual_boards[0].port
     assert by_bay["b2"].result == OK
 
 
-def test_auto_bay_without_board_fails(tmp_path, virtual_boards, gateway, registry_path):
+def test_auto_bay_without_board_fails(firmware, tmp_path, virtual_boards, gateway, registry_path):
     path = write_manifest(tmp_path, gateway, [virtual_boards[0].port, "auto"])
 
-    outcomes = Run(manifest_module.load(path), registry_path, Options(port_source=list, auto_wait_s=0.2)).execute()
+    outcomes = Run(manifest_module.load(path), registry_path, Options(firmware_dir=firmware, port_source=list, auto_wait_s=0.2)).execute()
 
     by_bay = {outcome.bay: outcome for outcome in outcomes}
     assert exit_status(outcomes) == 1
@@ -230,7 +241,7 @@ def token_file(tmp_path):
     return path
 
 
-def test_zerotier_controller_authorizes_gateway(tmp_path, virtual_boards, gateway, registry_path, capsys):
+def test_zerotier_controller_authorizes_gateway(firmware, tmp_path, virtual_boards, gateway, registry_path, capsys):
     with FakeZeroTierOne(ZT_TOKEN) as controller:
         controller.host_network(ZT_NETWORK, name="lot-7")
         extra = '[zerotier]\nnetwork = "%s"\nmember = "%s"\napi = "controller"\nurl = "%s"\ntoken_file = "zt.token"\n' % (
@@ -238,7 +249,7 @@ def test_zerotier_controller_authorizes_gateway(tmp_path, virtual_boards, gatewa
         token_file(tmp_path)
         path = write_manifest(tmp_path, gateway, [virtual_boards[0].port], extra=extra)
 
-        status, bays, _ = provision_json(capsys, path, registry_path)
+        status, bays, _ = provision_json(capsys, path, registry_path, firmware)
 
         assert status == 0
         assert bays[SITE]["result"] == OK
@@ -248,14 +259,14 @@ def test_zerotier_controller_authorizes_gateway(tmp_path, virtual_boards, gatewa
         posts = [request for request in controller.requests if request.method == "POST"]
         assert len(posts) == 1
 
-        status, bays, _ = provision_json(capsys, path, registry_path)
+        status, bays, _ = provision_json(capsys, path, registry_path, firmware)
 
         assert status == 0
         assert bays[SITE]["result"] == "skipped"
         assert len([request for request in controller.requests if request.method == "POST"]) == 1
 
 
-def test_zerotier_central_failure_keeps_boards(tmp_path, virtual_boards, gateway, registry_path, capsys, monkeypatch):
+def test_zerotier_central_failure_keeps_boards(firmware, tmp_path, virtual_boards, gateway, registry_path, capsys, monkeypatch):
     with FakeCentral(ZT_TOKEN) as central:
         central.add_network(ZT_CENTRAL_NETWORK, name="lot-7")
         extra = '[zerotier]\nnetwork = "%s"\nmember = "%s"\napi = "central"\nurl = "%s"\n' % (
@@ -264,7 +275,7 @@ def test_zerotier_central_failure_keeps_boards(tmp_path, virtual_boards, gateway
         monkeypatch.delenv("BAYSENSE_ZT_CENTRAL_TOKEN_FILE", raising=False)
         monkeypatch.setenv("ZEROTIER_CENTRAL_TOKEN", "wrongTOKEN000000000000001")
 
-        status, bays, _ = provision_json(capsys, path, registry_path)
+        status, bays, _ = provision_json(capsys, path, registry_path, firmware)
 
         assert status == 1
         assert bays[SITE]["result"] == "failed"
@@ -272,7 +283,7 @@ def test_zerotier_central_failure_keeps_boards(tmp_path, virtual_boards, gateway
         assert central.member(ZT_CENTRAL_NETWORK, GATEWAY_MEMBER) is None
 
         monkeypatch.setenv("ZEROTIER_CENTRAL_TOKEN", ZT_TOKEN)
-        status, bays, _ = provision_json(capsys, path, registry_path)
+        status, bays, _ = provision_json(capsys, path, registry_path, firmware)
 
         assert status == 0
         assert bays[SITE]["result"] == OK
@@ -282,14 +293,15 @@ def test_zerotier_central_failure_keeps_boards(tmp_path, virtual_boards, gateway
         assert member["description"] == "Baysense gateway of lot-7, UDP %s:%d" % gateway.address
 
 
-def test_sigint_then_resume(tmp_path, gateway, registry_path):
+def test_sigint_then_resume(firmware, tmp_path, gateway, registry_path):
     # Boards paced like a 115200 bit/s USB bridge, so the deploy step is still running when
     # SIGINT arrives.
     board = boards.load("virtual")
     paced = [VirtualBoard(tmp_path / ("paced%d" % index), board, baud=115200).start() for index in range(2)]
     try:
         path = write_manifest(tmp_path, gateway, [virtual.port for virtual in paced])
-        command = [sys.executable, "-m", "baysense.cli", "fleet", "provision", str(path), "--registry", str(registry_path)]
+        command = [sys.executable, "-m", "baysense.cli", "fleet", "provision", str(path), "--registry", str(registry_path),
+                   "--firmware-dir", str(firmware)]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines = []
         for line in process.stderr:
@@ -325,7 +337,7 @@ def write_esp32_image(path, fill):
     return data
 
 
-def test_flash_step_then_changed_image(tmp_path, virtual_boards, gateway, registry_path, capsys):
+def test_flash_step_then_changed_image(firmware, tmp_path, virtual_boards, gateway, registry_path, capsys):
     flash_file = tmp_path / "flash.bin"
     image = write_esp32_image(tmp_path / "micropython.bin", 0x11)
     with BackgroundServer(flash_file, "esp32", flash_size=4 * 1024 * 1024) as rom:
@@ -333,7 +345,7 @@ def test_flash_step_then_changed_image(tmp_path, virtual_boards, gateway, regist
                               extra='[firmware]\nimage = "micropython.bin"\nflash = true\n')
         path.write_text(path.read_text() + 'flash_port = "%s"\n' % rom.url)
 
-        status, bays, _ = provision_json(capsys, path, registry_path)
+        status, bays, _ = provision_json(capsys, path, registry_path, firmware)
 
         assert status == 0, bays["b1"]["detail"]
         with open(flash_file, "rb") as handle:
@@ -343,27 +355,29 @@ def test_flash_step_then_changed_image(tmp_path, virtual_boards, gateway, regist
         assert "steps flash, deploy, provision, selftest, restart" in log_text
         assert "md5 verified" in log_text
 
-        # A new image redoes the flash and every step after it.
+        # A new image redoes the flash and every step after it; --no-flash leaves the flash alone.
         write_esp32_image(tmp_path / "micropython.bin", 0x22)
-        status, bays, _ = provision_json(capsys, path, registry_path)
+        status, bays, _ = provision_json(capsys, path, registry_path, firmware)
 
         assert status == 0, bays["b1"]["detail"]
         log_text = (tmp_path / "site-logs" / "b1.log").read_text()
         assert log_text.count("steps flash, deploy, provision, selftest, restart") == 2
 
-        status, bays, _ = provision_json(capsys, path, registry_path, "--no-flash")
+        status, bays, _ = provision_json(capsys, path, registry_path, firmware, "--no-flash")
 
         assert status == 0
         assert bays["b1"]["result"] == "skipped"
+        log_text = (tmp_path / "site-logs" / "b1.log").read_text()
+        assert log_text.count("steps flash") == 2
 
 
-def test_wifi_password_file_must_be_private(tmp_path, gateway, registry_path, capsys):
+def test_wifi_password_file_must_be_private(firmware, tmp_path, gateway, registry_path, capsys):
     secret = tmp_path / "wifi.secret"
     secret.write_text("hunter22\n")
     os.chmod(secret, 0o644)
     path = write_manifest(tmp_path, gateway, [MISSING_PORT], extra='[wifi]\nssid = "lot-net"\npassword_file = "wifi.secret"\n')
 
-    status = main(["fleet", "provision", str(path), "--registry", str(registry_path)])
+    status = main(["fleet", "provision", str(path), "--registry", str(registry_path), "--firmware-dir", str(firmware)])
 
     error = capsys.readouterr().err
     assert status == 1
@@ -371,14 +385,14 @@ def test_wifi_password_file_must_be_private(tmp_path, gateway, registry_path, ca
     assert "hunter22" not in error
 
 
-def test_wifi_password_reaches_board(tmp_path, virtual_boards, gateway, registry_path, capsys):
+def test_wifi_password_reaches_board(firmware, tmp_path, virtual_boards, gateway, registry_path, capsys):
     secret = tmp_path / "wifi.secret"
     secret.write_text("hunter22\n")
     os.chmod(secret, 0o600)
     path = write_manifest(tmp_path, gateway, [virtual_boards[0].port],
                           extra='[wifi]\nssid = "lot-net"\npassword_file = "wifi.secret"\n')
 
-    status, bays, _ = provision_json(capsys, path, registry_path)
+    status, bays, _ = provision_json(capsys, path, registry_path, firmware)
 
     assert status == 0, bays["b1"]["detail"]
     config = json.loads((virtual_boards[0].fs_dir / "config.json").read_text())

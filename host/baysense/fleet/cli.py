@@ -41,8 +41,10 @@ def fleet_group():
               help="Folder for one log file per bay. Default: MANIFEST's folder, <name>-logs.")
 @click.option("--auto-wait", "auto_wait_s", type=click.FloatRange(0), default=DEFAULT_AUTO_WAIT_S, show_default=True,
               help="Seconds `auto` bays wait for the next board to be plugged in.")
+@click.option("--firmware-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of the node firmware to deploy. Default: firmware/ of this checkout.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with every bay's outcome, for scripts.")
-def provision_command(manifest_path, registry_path, flash, force, log_dir, auto_wait_s, as_json):
+def provision_command(manifest_path, registry_path, flash, force, log_dir, auto_wait_s, firmware_dir, as_json):
     """Flash, deploy, provision and self-test every board of MANIFEST (TOML or CSV).
 
     One worker per port runs in parallel. Progress is kept in the registry: a re-run skips
@@ -59,6 +61,7 @@ def provision_command(manifest_path, registry_path, flash, force, log_dir, auto_
         log_dir=log_dir,
         wifi=wifi,
         auto_wait_s=auto_wait_s,
+        firmware_dir=firmware_dir,
     )
     if options.flash and manifest.image is None:
         raise click.UsageError("--flash needs an image: add image = \"FILE.bin\" to the manifest's [firmware]")

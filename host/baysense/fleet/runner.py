@@ -94,6 +94,7 @@ class Options:
     wifi: dict = field(default_factory=dict)  # {"ssid", "password"} or empty
     auto_wait_s: float = DEFAULT_AUTO_WAIT_S
     port_source: object = esp32_ports  # returns the candidate ports for `auto`
+    firmware_dir: object = None  # Path of the node firmware to deploy; default: the checkout's firmware/
     before_step: object = None  # before_step(bay_id, step), for tests and integrations
     on_event: object = None  # on_event(Row) from any thread, after each step's start and end
 
@@ -158,7 +159,7 @@ class Run:
         """Provision every bay; return the list of Outcomes (the site's first when it has one)."""
         serialize_ast_parse()
         self.log_dir.mkdir(mode=LOG_DIR_MODE, parents=True, exist_ok=True)
-        self.builds = Builds()
+        self.builds = Builds(Path(self.options.firmware_dir)) if self.options.firmware_dir else Builds()
         if "flash" in self.steps:
             self.image_digest = hashlib.sha256(self.manifest.image.read_bytes()).hexdigest()[:16]
         for bay in self.manifest.bays:

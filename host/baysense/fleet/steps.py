@@ -56,17 +56,18 @@ class Builds:
     spend more time compiling than copying.
     """
 
-    def __init__(self):
+    def __init__(self, firmware_dir=FIRMWARE_DIR):
+        self.firmware_dir = firmware_dir
         self._lock = threading.Lock()
         self._builds = {}
-        self.source_digest = source_digest()
+        self.source_digest = source_digest(firmware_dir)
 
     def for_device(self, device):
         """Return the build the board can load: .mpy when its version matches mpy-cross, else sources."""
         compiled = deploy_module.board_mpy_version(device) == self.compiler_version()
         with self._lock:
             if compiled not in self._builds:
-                self._builds[compiled] = deploy_module.build(compile_mpy=compiled)
+                self._builds[compiled] = deploy_module.build(self.firmware_dir, compile_mpy=compiled)
             return self._builds[compiled]
 
     def compiler_version(self):
