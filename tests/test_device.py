@@ -211,3 +211,17 @@ def test_power_cut_during_write_keeps_old_file(tmp_path):
             assert (virtual.fs_dir / "module.py").read_bytes() == newer
     finally:
         virtual.stop()
+
+
+def test_soft_reset_from_raw_repl_runs_main(tmp_path):
+    virtual = VirtualBoard(tmp_path / "reset", boards.load("virtual")).start()
+    try:
+        (virtual.fs_dir / "main.py").write_text("print('main ran')\n")
+        with Device(virtual.port) as device:
+            device.exec("x = 1")
+            device.soft_reset(run_main=True)
+            assert [kind for kind, _when in virtual.resets] == ["soft"]
+            assert device.eval("6 * 7") == 42
+        assert b"main ran" in (virtual.state_dir / "serial.log").read_bytes()
+    finally:
+        virtual.stop()

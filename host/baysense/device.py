@@ -159,8 +159,12 @@ class Device:
         """Soft reset; with run_main the board also runs main.py (a reset from the friendly REPL)."""
         if run_main:
             if self.in_raw_repl:
+                # Nothing runs in the raw REPL, so Ctrl-B reaches a prompt without a Ctrl-C.
+                self._rx.clear()
                 self.exit_raw_repl()
-            self.interrupt()
+                self._read_until(b">>> ", PROMPT_TIMEOUT_S, "the REPL prompt after Ctrl-B")
+            else:
+                self.interrupt()
             self._write(b"\x04")
             self._read_until(SOFT_REBOOT, SOFT_RESET_TIMEOUT_S, "the soft reboot banner")
         else:
