@@ -304,9 +304,8 @@ class Device:
         renamed over PATH only when complete: a transfer cut off at any point leaves every
         file either old or new. With `compress` None (or True), a file is deflated when the
         board can inflate and the file shrinks by transfer.DEFLATE_MIN_SAVING; with False,
-        never. `timeout` (seconds) bounds each wait for the
-        board, by default the time of one frame at the port's baud rate plus
-        FRAME_WRITE_MARGIN_S.
+        never. `timeout` (seconds) bounds each wait for the board, by default the time of one
+        frame at the port's baud rate plus FRAME_WRITE_MARGIN_S.
         """
         can_inflate = compress is not False and self.can_inflate()
         plan = [(path, *file_frames(bytes(data), can_inflate)) for path, data in files]
