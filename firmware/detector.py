@@ -80,11 +80,20 @@ DEFAULTS = {
     "magnetometer": {
         "on_delay_ms": 4500,
         "off_delay_ms": 3000,
-        "exit_min_ms": 3000,
+        "exit_min_ms": 3500,
         "gap_ms": 1000,
         "fault_after_ms": 5000,
         "stuck_after_ms": 60000,
         "warmup_ms": 4000,
+        "startup_ms": 1000,
+        "startup_activity_delta": 24,
+        "startup_on_delay_ms": 0,
+        "startup_gap_ms": 3000,
+        "return_ms": 2000,
+        "return_offset_percent": 500,
+        "hold_ms": 1000,
+        "away_offset_percent": 200,
+        "departure_offset_percent": 20,
         "calibration_ms": 2500,
         "calibration_max_ms": 6000,
         "smooth_samples": 16,
@@ -93,9 +102,9 @@ DEFAULTS = {
         "vacant_below_delta": 8,
         "occupied_above_delta": 60,
         "level_band_iqr_percent": 150,
-        "level_band_noise_percent": 400,
+        "level_band_noise_percent": 250,
         "activity_band_calibration_percent": 60,
-        "activity_band_noise_percent": 250,
+        "activity_band_noise_percent": 200,
         "noise_samples": 32,
         "drift_samples": 32,
         "valid_min_counts": -32768,
@@ -378,6 +387,15 @@ class FieldDecision:
         self.gap_ms = get(settings, defaults, "gap_ms")
         self.warmup_ms = get(settings, defaults, "warmup_ms")
         self.calibration_ms = get(settings, defaults, "calibration_ms")
+        self.startup_ms = get(settings, defaults, "startup_ms")
+        self.startup_activity = get(settings, defaults, "startup_activity_delta")
+        self.startup_on_delay_ms = get(settings, defaults, "startup_on_delay_ms")
+        self.startup_gap_ms = get(settings, defaults, "startup_gap_ms")
+        self.return_ms = get(settings, defaults, "return_ms")
+        self.return_offset_percent = get(settings, defaults, "return_offset_percent")
+        self.hold_ms = get(settings, defaults, "hold_ms")
+        self.away_offset_percent = get(settings, defaults, "away_offset_percent")
+        self.departure_offset_percent = get(settings, defaults, "departure_offset_percent")
         self.calibration_max_ms = get(settings, defaults, "calibration_max_ms")
         self.band_min = get(settings, defaults, "vacant_below_delta")
         self.band_max = get(settings, defaults, "occupied_above_delta")
@@ -455,6 +473,13 @@ class FieldDecision:
         self._disturbed_at = 0
         self._present_at = 0
         self._settling = False
+        self._baseline_known = True
+        self._startup_event_since = -1
+        self._startup_present_at = 0
+        self._startup_arrival = False
+        self._held = False
+        self._held_since = -1
+        self._returned_since = -1
 
     def decide(self, value, now_ms):
         # Two moving averages in cascade. An average over N samples nulls the multiples of
@@ -464,8 +489,7 @@ class FieldDecision:
         spread = self._spread.push(smooth)
         if self.phase == PHASE_CALIBRATING:
             self.value = 0
-            self._calibrate(smooth, spread, now_ms)
-            return NO_WISH
+            return self._calibrate(smooth, spread, now_ms)
 
         offset = smooth - (self._baseline_fixed >> _FIXED_SHIFT)
         if offset < 0:
@@ -484,7 +508,7 @@ class FieldDecision:
             return self._arriving(smooth, offset, active, now_ms)
         quiet = ticks_diff(now_ms, self._disturbed_at) >= self.off_delay_ms
         if phase == PHASE_OCCUPIED:
-            return self._occupied(smooth, active, quiet, now_ms)
+            return self._occupied(smooth, offset, active, quiet, now_ms)
         return self._leaving(smooth, offset, quiet)
 
     def _resuming(self, smooth, offset, now_ms):
@@ -511,6 +535,9 @@ class FieldDecision:
             self.phase = PHASE_ARRIVING
             self._event_since = now_ms
             self._present_at = now_ms
+            self._held = False
+            self._held_since = -1
+            self._returned_since = -1
             return STATE_VACANT
         # A slow change without a transient is drift of the empty bay's field.
         self._baseline_fixed += ((smooth << _FIXED_SHIFT) - self._baseline_fixed) >> self._drift_shift
@@ -522,6 +549,7 @@ class FieldDecision:
         # shorter than gap_ms (a manoeuvre swinging through it) are bridged.
         if active or offset > self.band:
             self._present_at = now_ms
+        self._left_while_settling(offset, active, now_ms)
         if ticks_diff(now_ms, self._present_at) >= self.gap_ms:
             self.phase = PHASE_VACANT  # it passed by
             return STATE_VACANT
@@ -534,9 +562,12 @@ class FieldDecision:
         self._level_fixed = smooth << _FIXED_SHIFT
         return STATE_OCCUPIED
 
-    def _occupied(self, smooth, active, quiet, now_ms):
+    def _occupied(self, smooth, offset, active, quiet, now_ms):
         if self._settling:
             self._level_fixed = smooth << _FIXED_SHIFT
+            if self._left_while_settling(offset, active, now_ms):
+                self.phase = PHASE_VACANT
+                return STATE_VACANT
             if quiet:
                 self._settling = False
         elif active:
@@ -546,6 +577,27 @@ class FieldDecision:
             self._level_fixed += ((smooth << _FIXED_SHIFT) - self._level_fixed) >> self._drift_shift
         return STATE_OCCUPIED
 
+    def _left_while_settling(self, offset, active, now_ms):
+        # A short stay: the field held still well off the baseline for hold_ms (a vehicle
+        # standing, not one swinging through while it manoeuvres) and is now back on the
+        # baseline for return_ms. Without a known baseline (a vehicle present since
+        # start-up) there is nothing to come back to.
+        if not self._baseline_known:
+            return False
+        if offset * 100 > self.band * self.return_offset_percent and not active:
+            if self._held_since < 0:
+                self._held_since = now_ms
+            elif ticks_diff(now_ms, self._held_since) >= self.hold_ms:
+                self._held = True
+        else:
+            self._held_since = -1
+        if offset > self.band:
+            self._returned_since = -1
+            return False
+        if self._returned_since < 0:
+            self._returned_since = now_ms
+        return self._held and ticks_diff(now_ms, self._returned_since) >= self.return_ms
+
     def _leaving(self, smooth, offset, quiet):
         if not quiet:
             return STATE_OCCUPIED
@@ -554,11 +606,28 @@ class FieldDecision:
         parked_offset = (self._level_fixed - self._baseline_fixed) >> _FIXED_SHIFT
         if parked_offset < 0:
             parked_offset = -parked_offset
-        if lasted >= self.exit_min_ms or (offset <= band and parked_offset > band):
+        moved = smooth - (self._level_fixed >> _FIXED_SHIFT)
+        if moved < 0:
+            moved = -moved
+        if self._baseline_known:
+            # Back on the baseline, or much nearer to it than to the parked level.
+            nearer = offset <= band or offset * 100 <= moved * self.departure_offset_percent
+            departed = nearer and parked_offset > band
+        else:
+            # The empty bay's field is not known: a field that settled at a new level is
+            # taken as the vehicle gone.
+            departed = moved > band
+        if self._baseline_known and offset > band and offset * 100 > moved * self.away_offset_percent:
+            # The field ended off the empty bay's level and not clearly nearer to it than to
+            # the parked level: the vehicle moved within the bay, it did not leave.
+            departed = False
+            lasted = 0
+        if lasted >= self.exit_min_ms or departed:
             self.phase = PHASE_VACANT
-            if offset > band:
+            if offset > band or not self._baseline_known:
                 # A departure that ends off the old baseline: the empty bay's field moved.
                 self._baseline_fixed = smooth << _FIXED_SHIFT
+                self._baseline_known = True
             return STATE_VACANT
         self.phase = PHASE_OCCUPIED
         self._level_fixed = smooth << _FIXED_SHIFT
@@ -579,18 +648,19 @@ class FieldDecision:
         # field once their older and newer halves agree. A sensor still settling, or a vehicle
         # leaving during calibration, is then not learned as the baseline.
         if not self._second_average.full():
-            return
+            return NO_WISH
         if not self._calibration_started:
             self._calibration_started = True
             self._calibration_since = now_ms
         elapsed = ticks_diff(now_ms, self._calibration_since)
+        self._watch_startup(spread, elapsed)
         if elapsed < self.warmup_ms:
-            return
+            return NO_WISH
         if spread > self._calibration_spread:
             self._calibration_spread = spread
         count = self._append_calibration(smooth, elapsed)
         if count < 4:
-            return
+            return NO_WISH
 
         half = count >> 1
         older = self._median_of(0, half)
@@ -603,7 +673,10 @@ class FieldDecision:
         if drift < 0:
             drift = -drift
         if drift * 2 > band and elapsed < self.calibration_max_ms:
-            return  # the field moved within the window: wait for a steadier one
+            return NO_WISH  # the field moved within the window: wait for a steadier one
+        waiting = self.startup_on_delay_ms and self._startup_event_since >= 0 and not self._startup_arrival
+        if waiting and elapsed < self.calibration_max_ms:
+            return NO_WISH  # a transient is under way: wait to see whether it is an arrival
 
         self.baseline = whole
         self._baseline_fixed = whole << _FIXED_SHIFT
@@ -613,7 +686,36 @@ class FieldDecision:
         self.activity_band = _clamp(activity_band, self.band_min, self.band_max)
         self._spread_noise_fixed = (self.activity_band * 100 // self.activity_noise_percent) << _FIXED_SHIFT
         self._calibrated = True
+        if self._startup_arrival:
+            # A vehicle manoeuvred during calibration, so the window saw it parked. Its
+            # level is followed as the parked level, and the empty bay's field is learned
+            # where the field settles after the vehicle leaves.
+            self.phase = PHASE_OCCUPIED
+            self._settling = True
+            self._baseline_known = False
+            self._level_fixed = whole << _FIXED_SHIFT
+            return STATE_OCCUPIED
         self.phase = PHASE_VACANT
+        return NO_WISH
+
+    def _watch_startup(self, spread, elapsed):
+        # Before a baseline exists, a long transient is a vehicle arriving. The band is fixed
+        # because the noise is not known yet, and the first startup_ms are skipped while the
+        # sensor itself settles.
+        if elapsed < self.startup_ms:
+            return
+        if spread > self.startup_activity:
+            if self._startup_event_since < 0:
+                self._startup_event_since = elapsed
+            self._startup_present_at = elapsed
+        elif self._startup_event_since >= 0 and elapsed - self._startup_present_at >= self.startup_gap_ms:
+            self._startup_event_since = -1
+        if (
+            self.startup_on_delay_ms
+            and self._startup_event_since >= 0
+            and elapsed - self._startup_event_since >= self.startup_on_delay_ms
+        ):
+            self._startup_arrival = True
 
     def _append_calibration(self, smooth, elapsed):
         # Add one sample; keep only the newest samples that span calibration_ms. Returns the
