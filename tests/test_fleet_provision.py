@@ -33,6 +33,7 @@ ZT_TOKEN = "fleetTESTtoken0000000001"
 ZT_NETWORK = "1a2b3c4d5e000042"
 ZT_CENTRAL_NETWORK = "8056c2e21c000042"
 GATEWAY_MEMBER = "0badc0ffee"
+SLOW_BAUD = 38400
 ESP32_DRAM = 0x3FFB0000
 ESP32_IMAGE_OFFSET = 0x1000
 
@@ -294,13 +295,17 @@ def test_zerotier_central_failure_keeps_boards(firmware, tmp_path, virtual_board
 
 
 def test_sigint_then_resume(firmware, tmp_path, gateway, registry_path):
-    # Boards paced like a 115200 bit/s USB bridge, so the deploy step is still running when
-    # SIGINT arrives.
+    # Boards paced at 38400 bit/s, so the deploy step (about 25 KB) runs for seconds and is still
+    # running when SIGINT arrives, even on a loaded machine.
     board = boards.load("virtual")
-    paced = [VirtualBoard(tmp_path / ("paced%d" % index), board, baud=115200).start() for index in range(2)]
+    paced = [VirtualBoard(tmp_path / ("paced%d" % index), board, baud=SLOW_BAUD).start() for index in range(2)]
     try:
         path = write_manifest(tmp_path, gateway, [virtual.port for virtual in paced])
-        command = [sys.executable, "-m", "baysense.cli", "fleet", "provision", str(path), "--registry", str(registry_path),
+        # A shell starts background jobs with SIGINT ignored and children inherit that, so the
+        # command sets Python's own handler first, as an interactive start would have it.
+        launcher = "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); " \
+                   "from baysense.cli import main; sys.exit(main())"
+        command = [sys.executable, "-c", launcher, "fleet", "provision", str(path), "--registry", str(registry_path),
                    "--firmware-dir", str(firmware)]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines = []
