@@ -17,7 +17,7 @@ from baysense import boards
 from baysense.cli import main
 from baysense.fleet import manifest as manifest_module
 from baysense.fleet.progress import INTERRUPTED, OK, SITE, Progress
-from baysense.fleet.runner import Options, Run, exit_status
+from baysense.fleet.runner import Options, Run, esp32_ports, exit_status
 from baysense.gateway.server import GatewayThread
 from baysense.paths import FIRMWARE_DIR
 from baysense.registry import Registry
@@ -403,3 +403,32 @@ def test_wifi_password_reaches_board(firmware, tmp_path, virtual_boards, gateway
     config = json.loads((virtual_boards[0].fs_dir / "config.json").read_text())
     assert config["wifi"] == {"ssid": "lot-net", "password": "hunter22"}
     assert "hunter22" not in (tmp_path / "site-logs" / "b1.log").read_text()
+
+
+def test_serial_number_resolves_to_port(firmware, tmp_path, virtual_boards, gateway, registry_path, monkeypatch):
+    # The USB serial number of a board is looked up with baysense.ports; here the lookup lists
+    # the virtual board as a CP210x bridge with serial number VB0001.
+    listed = [{"device": virtual_boards[0].port, "serial_number": "VB0001", "bridge": "cp210x", "vid_pid": "10c4:ea60"}]
+    monkeypatch.setattr("baysense.ports.list_ports", lambda: listed)
+    path = write_manifest(tmp_path, gateway, [virtual_boards[0].port])
+    path.write_text(path.read_text().replace('port = "%s"' % virtual_boards[0].port, 'serial = "VB0001"')
+                    + '[[bays]]\nid = "b2"\nport = "%s"\n' % virtual_boards[0].port)
+
+    outcomes = Run(manifest_module.load(path), registry_path, Options(firmware_dir=firmware)).execute()
+
+    by_bay = {outcome.bay: outcome for outcome in outcomes}
+    assert by_bay["b1"].result == OK, by_bay["b1"].detail
+    assert by_bay["b1"].port == virtual_boards[0].port
+    assert by_bay["b2"].result == "failed"
+    assert "also bay b1's board" in by_bay["b2"].detail
+
+
+def test_auto_lists_only_esp32_bridges(monkeypatch):
+    listed = [
+        {"device": "/dev/ttyS0", "serial_number": None, "bridge": None},
+        {"device": "/dev/ttyUSB0", "serial_number": "A1", "bridge": "cp210x"},
+        {"device": "/dev/ttyACM0", "serial_number": "B2", "bridge": "espressif-native"},
+    ]
+    monkeypatch.setattr("baysense.ports.list_ports", lambda: listed)
+
+    assert esp32_ports() == ["/dev/ttyUSB0", "/dev/ttyACM0"]

@@ -116,6 +116,7 @@ class Run:
         self._lock = threading.Lock()
         self._loggers = []
         self._auto_threads = ()  # workers the auto dispatcher started, for _wait()
+        self.explicit_ports = set()  # ports of the bays that name theirs, which `auto` leaves alone
         self.log_dir = Path(self.options.log_dir or manifest.path.with_name(manifest.path.stem + "-logs"))
         self.builds = None
         self.image_digest = None
@@ -204,6 +205,7 @@ class Run:
         """
         explicit = []
         auto = []
+        owners = {}  # resolved port -> the bay that has it
         for bay in self.manifest.bays:
             fingerprints = step_fingerprints(self.manifest, bay, self.builds, self.image_digest)
             if not steps_to_do(progress, bay.id, self.steps, fingerprints, self.force):
@@ -217,7 +219,14 @@ class Run:
             except BaysenseError as error:
                 self._finish(Outcome(bay.id, bay.board_spec, FAILED, "-", str(error)))
                 continue
+            if port in owners:
+                # A serial number that resolves to another bay's port: one board cannot be both.
+                self._finish(Outcome(bay.id, port, FAILED, "-", "port %s is also bay %s's board: give each bay its own board"
+                                     % (port, owners[port])))
+                continue
+            owners[port] = bay.id
             explicit.append((bay, port))
+        self.explicit_ports = set(owners)
         return explicit, auto
 
     def _finish(self, outcome):
@@ -263,7 +272,7 @@ class Run:
         """Give each `auto` bay the next ESP32 board found, until all have one or none comes."""
         waiting = list(bays)
         by_device_id = {bay.device_id: bay for bay in bays}
-        taken = {bay.port for bay in self.manifest.bays if bay.port and not bay.is_auto}
+        taken = self.explicit_ports | {bay.port for bay in self.manifest.bays if bay.port and not bay.is_auto}
         seen = set()
         started = []
         deadline = time.monotonic() + self.options.auto_wait_s
