@@ -406,8 +406,8 @@ def test_wifi_password_reaches_board(firmware, tmp_path, virtual_boards, gateway
 
 
 def test_serial_number_resolves_to_port(firmware, tmp_path, virtual_boards, gateway, registry_path, monkeypatch):
-    # The USB serial number of a board is looked up with baysense.ports; here the lookup lists
-    # the virtual board as a CP210x bridge with serial number VB0001.
+    # baysense.ports looks up a board's USB serial number. Here its list shows the virtual
+    # board as a CP210x bridge with serial number VB0001.
     listed = [{"device": virtual_boards[0].port, "serial_number": "VB0001", "bridge": "cp210x", "vid_pid": "10c4:ea60"}]
     monkeypatch.setattr("baysense.ports.list_ports", lambda: listed)
     path = write_manifest(tmp_path, gateway, [virtual_boards[0].port])

@@ -272,7 +272,7 @@ class Run:
         """Give each `auto` bay the next ESP32 board found, until all have one or none comes."""
         waiting = list(bays)
         by_device_id = {bay.device_id: bay for bay in bays}
-        taken = self.explicit_ports | {bay.port for bay in self.manifest.bays if bay.port and not bay.is_auto}
+        other_ports = self.explicit_ports | {bay.port for bay in self.manifest.bays if bay.port and not bay.is_auto}
         seen = set()
         started = []
         deadline = time.monotonic() + self.options.auto_wait_s
@@ -280,7 +280,7 @@ class Run:
             self.event(bay.id, "auto", "-", PENDING, "waiting for a board")
         while waiting and not self.stopping.is_set() and time.monotonic() < deadline:
             for port in self.options.port_source():
-                if port in seen or port in taken or not waiting:
+                if port in seen or port in other_ports or not waiting:
                     continue
                 seen.add(port)
                 bay = self._claim(port, waiting, by_device_id)
