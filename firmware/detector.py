@@ -84,9 +84,9 @@ DEFAULTS = {
         "gap_ms": 1000,
         "fault_after_ms": 5000,
         "stuck_after_ms": 60000,
-        "warmup_ms": 4000,
+        "warmup_ms": 3000,
         "startup_ms": 1000,
-        "startup_activity_delta": 24,
+        "startup_activity_delta": 16,
         "startup_on_delay_ms": 0,
         "startup_gap_ms": 3000,
         "return_ms": 2000,
@@ -94,8 +94,8 @@ DEFAULTS = {
         "hold_ms": 1000,
         "away_offset_percent": 200,
         "departure_offset_percent": 20,
-        "calibration_ms": 2500,
-        "calibration_max_ms": 6000,
+        "calibration_ms": 1500,
+        "calibration_max_ms": 10000,
         "smooth_samples": 16,
         "second_smooth_samples": 3,
         "activity_samples": 8,
@@ -674,6 +674,8 @@ class FieldDecision:
             drift = -drift
         if drift * 2 > band and elapsed < self.calibration_max_ms:
             return NO_WISH  # the field moved within the window: wait for a steadier one
+        if elapsed - self._startup_present_at < self.calibration_ms and elapsed < self.calibration_max_ms:
+            return NO_WISH  # a vehicle moved within the window: wait for a quiet one
         waiting = self.startup_on_delay_ms and self._startup_event_since >= 0 and not self._startup_arrival
         if waiting and elapsed < self.calibration_max_ms:
             return NO_WISH  # a transient is under way: wait to see whether it is an arrival
@@ -708,6 +710,7 @@ class FieldDecision:
             if self._startup_event_since < 0:
                 self._startup_event_since = elapsed
             self._startup_present_at = elapsed
+            self._calibration_spread = 0  # the activity band is learned from quiet samples
         elif self._startup_event_since >= 0 and elapsed - self._startup_present_at >= self.startup_gap_ms:
             self._startup_event_since = -1
         if (
