@@ -104,9 +104,12 @@ def test_provision_three_boards_then_skip(firmware, tmp_path, virtual_boards, ga
     assert "gateway ack" in bays["b1"]["detail"]
     with Registry(registry_path) as registry:
         assert {row["device_id"]: row["bay"] for row in registry.devices()} == {"b1": "b1", "b2": "b2", "b3": "b3"}
+        key = bytes(registry.device("b1")["key"])
     log_file = tmp_path / "site-logs" / "b1.log"
     assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
     assert "selftest: ok" in log_file.read_text()
+    assert key.hex() not in log_file.read_text()
+    assert key.hex() not in json.dumps(report)
 
     # The restarted nodes report on their own.
     deadline = time.monotonic() + HEARTBEAT_WAIT_S
