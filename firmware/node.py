@@ -37,6 +37,10 @@ LOOP_SLEEP_MS = 5  # idle time per pass, so the loop does not spin the CPU
 # each take about a quarter of the 110 KB heap MicroPython has on an ESP32 (an estimate).
 MAX_OUTBOX = 256
 
+# First delay before another heartbeat when the last one was not acknowledged, in ms; it
+# doubles up to the heartbeat period.
+HEARTBEAT_RETRY_MIN_MS = 2000
+
 # Optional keys of config.json's "timing" object, with their defaults. Tests and simulations
 # scale them down; a deployed node keeps the defaults.
 TIMING_DEFAULTS = {
@@ -185,6 +189,9 @@ class Node:
         self._boot_report_at = ticks_add(now, settle_ms(self.detector) + self._sample_ms)
         self._boot_report_due = True
         self._next_heartbeat = now
+        self._heartbeat_counter = -1  # counter of the heartbeat awaiting its ack, or -1
+        self._heartbeat_sent = now
+        self._heartbeat_retry_ms = HEARTBEAT_RETRY_MIN_MS
         self._retry_ms = self._retry_min_ms
         self._next_send = now
         self._link_errors_reported = 0
@@ -234,7 +241,12 @@ class Node:
 
         acked = self.uplink.receive_ack()
         while acked >= 0:
-            if self.outbox.ack(acked):
+            if acked == self._heartbeat_counter:
+                # Acknowledged: back to the full period, counted from when it was sent.
+                self._heartbeat_counter = -1
+                self._heartbeat_retry_ms = HEARTBEAT_RETRY_MIN_MS
+                self._next_heartbeat = ticks_add(self._heartbeat_sent, self._heartbeat_ms)
+            elif self.outbox.ack(acked):
                 self.acked += 1
                 self._retry_ms = self._retry_min_ms
                 self._next_send = now
@@ -251,10 +263,17 @@ class Node:
 
         # Heartbeats go only while the outbox is empty: frames must reach the gateway in
         # counter order, and a heartbeat's counter is taken when it is sent. A lost heartbeat
-        # is not resent, because the next one carries newer health.
+        # is not resent, because the next one carries newer health. Until one is
+        # acknowledged the next follows after a back-off instead of the full period, so a
+        # gateway that missed one (restarting, or not yet aware of a new key) hears from the
+        # node within seconds.
         if ticks_diff(now, self._next_heartbeat) >= 0:
-            self._next_heartbeat = ticks_add(now, self._heartbeat_ms)
-            self.uplink.send(self._heartbeat())
+            frame = self._heartbeat()
+            self._heartbeat_counter = self.counter.value - 1
+            self._heartbeat_sent = now
+            self._next_heartbeat = ticks_add(now, min(self._heartbeat_retry_ms, self._heartbeat_ms))
+            self._heartbeat_retry_ms = min(self._heartbeat_retry_ms * 2, self._heartbeat_ms)
+            self.uplink.send(frame)
 
     def fault_flags(self):
         flags = 0

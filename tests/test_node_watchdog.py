@@ -31,10 +31,10 @@ except OSError:
     first_boot = True
 
 if first_boot:
-    read = firmware.sensor.read
+    sample = firmware.sensor.sample
     samples = [0]
 
-    def read_then_hang():
+    def sample_then_hang():
         samples[0] += 1
         if samples[0] > 10:
             with open("/hung", "w") as f:
@@ -42,9 +42,9 @@ if first_boot:
             print("test: the sensor read blocks from now on")
             while True:
                 time.sleep_ms(50)
-        return read()
+        return sample()
 
-    firmware.sensor.read = read_then_hang
+    firmware.sensor.sample = sample_then_hang
 
 firmware.run()
 """
