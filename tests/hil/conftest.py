@@ -2,6 +2,8 @@
 
 import pytest
 
+from baysense.hil.wait import hold
+
 KINDS = ("ultrasonic", "magnetometer", "presence")
 
 
@@ -23,3 +25,14 @@ def wait_until_settled(board):
 def passer_by_seconds(board):
     """How long a passing car stays over the sensor: a fifth of the on-delay, well below it."""
     return board.definition["detector"]["on_delay_ms"] / 5000
+
+
+def stay_parked(board):
+    """Keep the car parked until a magnetometer's detector has taken its field as parked.
+
+    The field detector follows a stopped car's field until the field has been quiet for
+    off_delay_ms, because the car may still be manoeuvring. A car that left before then would
+    count as part of the manoeuvre, so a real car, parked for minutes, never meets this case.
+    """
+    if board.kind == "magnetometer":
+        hold(board.definition["detector"]["off_delay_ms"] / 1000 * 2)

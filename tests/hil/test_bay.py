@@ -1,6 +1,6 @@
 """A car arriving and leaving, and a car passing by, for each sensor kind."""
 
-from conftest import each_sensor_kind, passer_by_seconds, wait_until_settled
+from conftest import each_sensor_kind, passer_by_seconds, stay_parked, wait_until_settled
 
 
 @each_sensor_kind()
@@ -12,6 +12,7 @@ def test_car_arrives_and_leaves(board, bay, gateway, kind):
     bay.occupied()
     arrived = gateway.wait_for_state(board, "occupied", after=start)
     board.expect(r"bay: occupied reason 0")
+    stay_parked(board)
 
     bay.vacant_bay()
     left = gateway.wait_for_state(board, "vacant", after=arrived.counter)
