@@ -85,14 +85,10 @@ DEFAULTS = {
         "fault_after_ms": 5000,
         "stuck_after_ms": 60000,
         "warmup_ms": 3000,
-        "startup_ms": 1000,
-        "startup_activity_delta": 16,
-        "startup_on_delay_ms": 0,
-        "startup_gap_ms": 3000,
+        "calibration_activity_delta": 16,
         "return_ms": 2000,
         "return_offset_percent": 500,
         "hold_ms": 1000,
-        "away_offset_percent": 200,
         "departure_offset_percent": 20,
         "calibration_ms": 1500,
         "calibration_max_ms": 10000,
@@ -387,14 +383,10 @@ class FieldDecision:
         self.gap_ms = get(settings, defaults, "gap_ms")
         self.warmup_ms = get(settings, defaults, "warmup_ms")
         self.calibration_ms = get(settings, defaults, "calibration_ms")
-        self.startup_ms = get(settings, defaults, "startup_ms")
-        self.startup_activity = get(settings, defaults, "startup_activity_delta")
-        self.startup_on_delay_ms = get(settings, defaults, "startup_on_delay_ms")
-        self.startup_gap_ms = get(settings, defaults, "startup_gap_ms")
+        self.calibration_activity = get(settings, defaults, "calibration_activity_delta")
         self.return_ms = get(settings, defaults, "return_ms")
         self.return_offset_percent = get(settings, defaults, "return_offset_percent")
         self.hold_ms = get(settings, defaults, "hold_ms")
-        self.away_offset_percent = get(settings, defaults, "away_offset_percent")
         self.departure_offset_percent = get(settings, defaults, "departure_offset_percent")
         self.calibration_max_ms = get(settings, defaults, "calibration_max_ms")
         self.band_min = get(settings, defaults, "vacant_below_delta")
@@ -473,10 +465,7 @@ class FieldDecision:
         self._disturbed_at = 0
         self._present_at = 0
         self._settling = False
-        self._baseline_known = True
-        self._startup_event_since = -1
-        self._startup_present_at = 0
-        self._startup_arrival = False
+        self._moved_at = 0
         self._held = False
         self._held_since = -1
         self._returned_since = -1
@@ -580,10 +569,7 @@ class FieldDecision:
     def _left_while_settling(self, offset, active, now_ms):
         # A short stay: the field held still well off the baseline for hold_ms (a vehicle
         # standing, not one swinging through while it manoeuvres) and is now back on the
-        # baseline for return_ms. Without a known baseline (a vehicle present since
-        # start-up) there is nothing to come back to.
-        if not self._baseline_known:
-            return False
+        # baseline for return_ms.
         if offset * 100 > self.band * self.return_offset_percent and not active:
             if self._held_since < 0:
                 self._held_since = now_ms
@@ -609,25 +595,15 @@ class FieldDecision:
         moved = smooth - (self._level_fixed >> _FIXED_SHIFT)
         if moved < 0:
             moved = -moved
-        if self._baseline_known:
-            # Back on the baseline, or much nearer to it than to the parked level.
-            nearer = offset <= band or offset * 100 <= moved * self.departure_offset_percent
-            departed = nearer and parked_offset > band
-        else:
-            # The empty bay's field is not known: a field that settled at a new level is
-            # taken as the vehicle gone.
-            departed = moved > band
-        if self._baseline_known and offset > band and offset * 100 > moved * self.away_offset_percent:
-            # The field ended off the empty bay's level and not clearly nearer to it than to
-            # the parked level: the vehicle moved within the bay, it did not leave.
-            departed = False
-            lasted = 0
+        # A car that stood off the baseline left if the field is back on the baseline, or
+        # much nearer to it than to the parked level (the empty bay's field may have moved).
+        nearer = offset <= band or offset * 100 <= moved * self.departure_offset_percent
+        departed = nearer and parked_offset > band
         if lasted >= self.exit_min_ms or departed:
             self.phase = PHASE_VACANT
-            if offset > band or not self._baseline_known:
+            if offset > band:
                 # A departure that ends off the old baseline: the empty bay's field moved.
                 self._baseline_fixed = smooth << _FIXED_SHIFT
-                self._baseline_known = True
             return STATE_VACANT
         self.phase = PHASE_OCCUPIED
         self._level_fixed = smooth << _FIXED_SHIFT
@@ -653,7 +629,11 @@ class FieldDecision:
             self._calibration_started = True
             self._calibration_since = now_ms
         elapsed = ticks_diff(now_ms, self._calibration_since)
-        self._watch_startup(spread, elapsed)
+        if spread > self.calibration_activity:
+            # A vehicle moved: the window must start after it, and the activity band is
+            # learned from quiet samples only.
+            self._moved_at = elapsed
+            self._calibration_spread = 0
         if elapsed < self.warmup_ms:
             return NO_WISH
         if spread > self._calibration_spread:
@@ -674,11 +654,8 @@ class FieldDecision:
             drift = -drift
         if drift * 2 > band and elapsed < self.calibration_max_ms:
             return NO_WISH  # the field moved within the window: wait for a steadier one
-        if elapsed - self._startup_present_at < self.calibration_ms and elapsed < self.calibration_max_ms:
+        if elapsed - self._moved_at < self.calibration_ms and elapsed < self.calibration_max_ms:
             return NO_WISH  # a vehicle moved within the window: wait for a quiet one
-        waiting = self.startup_on_delay_ms and self._startup_event_since >= 0 and not self._startup_arrival
-        if waiting and elapsed < self.calibration_max_ms:
-            return NO_WISH  # a transient is under way: wait to see whether it is an arrival
 
         self.baseline = whole
         self._baseline_fixed = whole << _FIXED_SHIFT
@@ -688,37 +665,8 @@ class FieldDecision:
         self.activity_band = _clamp(activity_band, self.band_min, self.band_max)
         self._spread_noise_fixed = (self.activity_band * 100 // self.activity_noise_percent) << _FIXED_SHIFT
         self._calibrated = True
-        if self._startup_arrival:
-            # A vehicle manoeuvred during calibration, so the window saw it parked. Its
-            # level is followed as the parked level, and the empty bay's field is learned
-            # where the field settles after the vehicle leaves.
-            self.phase = PHASE_OCCUPIED
-            self._settling = True
-            self._baseline_known = False
-            self._level_fixed = whole << _FIXED_SHIFT
-            return STATE_OCCUPIED
         self.phase = PHASE_VACANT
         return NO_WISH
-
-    def _watch_startup(self, spread, elapsed):
-        # Before a baseline exists, a long transient is a vehicle arriving. The band is fixed
-        # because the noise is not known yet, and the first startup_ms are skipped while the
-        # sensor itself settles.
-        if elapsed < self.startup_ms:
-            return
-        if spread > self.startup_activity:
-            if self._startup_event_since < 0:
-                self._startup_event_since = elapsed
-            self._startup_present_at = elapsed
-            self._calibration_spread = 0  # the activity band is learned from quiet samples
-        elif self._startup_event_since >= 0 and elapsed - self._startup_present_at >= self.startup_gap_ms:
-            self._startup_event_since = -1
-        if (
-            self.startup_on_delay_ms
-            and self._startup_event_since >= 0
-            and elapsed - self._startup_event_since >= self.startup_on_delay_ms
-        ):
-            self._startup_arrival = True
 
     def _append_calibration(self, smooth, elapsed):
         # Add one sample; keep only the newest samples that span calibration_ms. Returns the

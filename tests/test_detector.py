@@ -3,6 +3,7 @@
 test_detector_mpy.py runs the same scenarios on the MicroPython interpreter.
 """
 
+import random
 import sys
 
 import pytest
@@ -36,6 +37,31 @@ def feed(detector, times, values):
 
 def states(events):
     return [state for _, state in events]
+
+
+def _triangle(phase):
+    fraction = phase % 1.0
+    return 2 * fraction if fraction < 0.5 else 2 * (1 - fraction)
+
+
+def field_segments(segments, period_ms=90, noise=3, seed=0):
+    """Build a magnetometer trace from (duration_ms, from_level, to_level, swing) segments.
+
+    Each segment ramps from one level to the next, with three swings of up to `swing` counts
+    on top, as a vehicle's steel moving over the sensor gives.
+    """
+    rng = random.Random(seed)
+    times, values = [], []
+    now = 0
+    for duration, start, end, swing in segments:
+        steps = max(1, duration // period_ms)
+        for step in range(steps):
+            phase = step / steps
+            level = start + (end - start) * phase + swing * _triangle(phase * 3)
+            times.append(now)
+            values.append(int(level) + rng.randint(-noise, noise))
+            now += period_ms
+    return times, values
 
 
 def test_ultrasonic_occupied_after_on_delay():
@@ -187,6 +213,40 @@ def test_field_stuck_sensor_is_fault():
     events = feed(detector, stuck_times, [301] * len(stuck_times))
     assert states(events) == [firmware.STATE_FAULT]
     assert detector.reason == firmware.FAULT_STUCK
+
+
+def test_field_short_stay_reported():
+    # 2.5 s in, 2.5 s standing 200 counts off the baseline, 2 s out: the field never settles
+    # for off_delay_ms, so only its return to the baseline shows the departure.
+    segments = [(20000, 300, 300, 0), (2500, 300, 500, 80), (2500, 500, 500, 0), (2000, 500, 300, 80), (20000, 300, 300, 0)]
+    times, values = field_segments(segments, seed=1)
+    events = feed(firmware.Detector(MAGNETOMETER), times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+    assert 20000 <= events[0][0] <= 20000 + 15000
+    assert 27000 <= events[1][0] <= 27000 + 15000
+
+
+def test_field_calibration_skips_transient():
+    # A vehicle passes 3.5 s after start-up, inside the warm-up and calibration time.
+    segments = [(3500, 300, 300, 0), (2000, 300, 300, 150), (20000, 300, 300, 0), (8000, 300, 380, 120), (30000, 380, 380, 0)]
+    times, values = field_segments(segments, seed=2)
+    detector = firmware.Detector(MAGNETOMETER)
+    events = feed(detector, times, values)
+    assert abs(detector.decision.baseline - 300) <= 3
+    assert states(events) == [firmware.STATE_OCCUPIED]
+    assert 25500 <= events[0][0] <= 25500 + 15000
+
+
+def test_field_departure_ending_near_baseline():
+    # The car stood 120 counts off; after a 2 s exit the field ends 18 counts off the old
+    # baseline: outside the level band, but much nearer to the baseline than to the car.
+    segments = [(20000, 300, 300, 0), (8000, 300, 420, 120), (30000, 420, 420, 0), (2000, 420, 318, 60), (20000, 318, 318, 0)]
+    times, values = field_segments(segments, seed=3)
+    detector = firmware.Detector(MAGNETOMETER)
+    events = feed(detector, times, values)
+    assert detector.decision.band < 18
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+    assert 58000 <= events[1][0] <= 60000 + 15000
 
 
 # ---- properties --------------------------------------------------------------------------

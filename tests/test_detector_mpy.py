@@ -318,6 +318,11 @@ SCENARIOS = [
     ("parked with shift", MAGNETOMETER, lambda: scenarios.field_trace(seed=1)[:2]),
     ("parked without shift", MAGNETOMETER, lambda: scenarios.field_trace(shift=0, seed=2)[:2]),
     ("passing", MAGNETOMETER, lambda: scenarios.passing_trace(seed=3)),
+    (
+        "short stay",
+        MAGNETOMETER,
+        lambda: scenarios.field_trace(shift=200, swing=80, entry_ms=2500, parked_ms=2500, exit_ms=2000, seed=4)[:2],
+    ),
     ("ultrasonic stay", ULTRASONIC, lambda: scenarios.distance_trace(100, [(5000, 2500), (10000, 900), (9000, 2500)], 30)),
 ]
 
