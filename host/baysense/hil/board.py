@@ -183,7 +183,7 @@ class Board:
         return self.console.mark()
 
     def output(self, since=None):
-        """The board's serial output since the test started (or since a mark)."""
+        """Return the board's serial output since the test started (or since a mark)."""
         return self.console.text(self._test_mark if since is None else since)
 
     def expect(self, pattern, timeout_s=OUTPUT_TIMEOUT_S, since=None):
@@ -205,7 +205,7 @@ class Board:
         )
 
     def describe(self):
-        """The last lines of output and where the whole log is, for failure messages."""
+        """Return the last lines of output and the path of the whole log, for failure messages."""
         self.save_log()
         where = self.log_dir / ("serial-%s.log" % self.name) if self.log_dir else self.console.log_path
         return "last output of %s (%s, state %s):\n%s\nfull serial log: %s" % (

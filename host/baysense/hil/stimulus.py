@@ -40,27 +40,27 @@ class VirtualBay:
             self.empty_distance_mm = min(detector["vacant_above_mm"] + EMPTY_MARGIN_MM, sensor.get("range_max_mm", 4000) - 100)
 
     def vacant(self):
-        """An empty bay, a working sensor and a working link."""
+        """Set an empty bay, a working sensor and a working link."""
         world = {"echo": True, "i2c_error": False, "link": True, "drop_edge_rate": 0.0}
         world.update(self._bay(parked=False))
         self._set("vacant", **world)
 
     def occupied(self):
-        """A car parked over the sensor."""
+        """Park a car over the sensor."""
         self._set("occupied", **self._bay(parked=True))
 
     def pass_by(self, seconds):
-        """A car over the sensor for `seconds`, then gone, as a car driving past."""
+        """Put a car over the sensor for `seconds`, then take it away, as a car driving past."""
         self.occupied()
         hold(seconds)
         self.vacant_bay()
 
     def vacant_bay(self):
-        """The car leaves; the sensor and link stay as they are."""
+        """Take the car away, leaving the sensor and the link as they are."""
         self._set("car gone", **self._bay(parked=False))
 
     def unplug(self):
-        """The sensor stops responding, as when its cable is pulled."""
+        """Make the sensor stop responding, as when its cable is pulled."""
         if self.kind == "ultrasonic":
             self._set("sensor unplugged", echo=False)
         elif self.kind == "magnetometer":

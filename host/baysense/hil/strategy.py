@@ -56,7 +56,7 @@ class TransitionUnsupported(BaysenseError):
 
 @dataclass(frozen=True)
 class BootReport:
-    """What the node printed when it started."""
+    """The node's start line, parsed."""
 
     device_id: str
     version: str
