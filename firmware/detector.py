@@ -79,18 +79,19 @@ DEFAULTS = {
     },
     "magnetometer": {
         "on_delay_ms": 4500,
-        "off_delay_ms": 3000,
-        "exit_min_ms": 3500,
+        "off_delay_ms": 2000,
+        "exit_min_ms": 3000,
         "gap_ms": 1000,
         "fault_after_ms": 5000,
         "stuck_after_ms": 60000,
-        "warmup_ms": 3000,
-        "calibration_activity_delta": 16,
-        "return_ms": 2000,
+        "warmup_ms": 4000,
+        "calibration_activity_delta": 24,
+        "return_ms": 1500,
         "return_offset_percent": 500,
         "hold_ms": 1000,
         "departure_offset_percent": 20,
-        "calibration_ms": 1500,
+        "rearm_ms": 5000,
+        "calibration_ms": 1000,
         "calibration_max_ms": 10000,
         "smooth_samples": 16,
         "second_smooth_samples": 3,
@@ -99,7 +100,7 @@ DEFAULTS = {
         "occupied_above_delta": 60,
         "level_band_iqr_percent": 150,
         "level_band_noise_percent": 250,
-        "activity_band_calibration_percent": 60,
+        "activity_band_calibration_percent": 40,
         "activity_band_noise_percent": 200,
         "noise_samples": 32,
         "drift_samples": 32,
@@ -365,14 +366,17 @@ class FieldDecision:
     empty bay's baseline is compared with the level band. The spread of the field over a short
     window, high while a vehicle moves over the sensor, is compared with the activity band.
 
-    vacant -> arriving: the field starts changing.
+    vacant -> arriving: the field starts changing, no sooner than rearm_ms after a departure.
     arriving -> occupied: the field kept changing or stayed off the baseline for on_delay_ms,
         longer than a passing vehicle takes (gaps shorter than gap_ms are bridged).
     arriving -> vacant: it went quiet and back to the baseline first (a passer-by).
+    occupied, still settling -> vacant: a short stay, the field stood still well off the
+        baseline for hold_ms and is back on it for return_ms.
     occupied -> leaving: the field starts changing again, after it had settled.
-    leaving -> vacant: it went quiet for off_delay_ms after a transient of at least
-        exit_min_ms (a departure manoeuvre), or back at the baseline after sitting off it.
-    leaving -> occupied: a short disturbance that ended away from the baseline.
+    leaving -> vacant: it went quiet for off_delay_ms within occupied_above_delta of the
+        baseline, after a transient of at least exit_min_ms (a departure manoeuvre), or back
+        at (or much nearer to) the baseline after sitting off it.
+    leaving -> occupied: a short disturbance, or a vehicle moving within the bay.
     """
 
     def __init__(self, settings, defaults):
@@ -388,6 +392,7 @@ class FieldDecision:
         self.return_offset_percent = get(settings, defaults, "return_offset_percent")
         self.hold_ms = get(settings, defaults, "hold_ms")
         self.departure_offset_percent = get(settings, defaults, "departure_offset_percent")
+        self.rearm_ms = get(settings, defaults, "rearm_ms")
         self.calibration_max_ms = get(settings, defaults, "calibration_max_ms")
         self.band_min = get(settings, defaults, "vacant_below_delta")
         self.band_max = get(settings, defaults, "occupied_above_delta")
@@ -466,9 +471,11 @@ class FieldDecision:
         self._present_at = 0
         self._settling = False
         self._moved_at = 0
-        self._held = False
-        self._held_since = -1
+        self._stood_still = False
+        self._still_since = -1
         self._returned_since = -1
+        self._departing = False
+        self._vacated_at = 0
 
     def decide(self, value, now_ms):
         # Two moving averages in cascade. An average over N samples nulls the multiples of
@@ -498,7 +505,7 @@ class FieldDecision:
         quiet = ticks_diff(now_ms, self._disturbed_at) >= self.off_delay_ms
         if phase == PHASE_OCCUPIED:
             return self._occupied(smooth, offset, active, quiet, now_ms)
-        return self._leaving(smooth, offset, quiet)
+        return self._leaving(smooth, offset, quiet, now_ms)
 
     def _resuming(self, smooth, offset, now_ms):
         if not self._second_average.full():
@@ -520,12 +527,17 @@ class FieldDecision:
         return NO_WISH
 
     def _vacant(self, smooth, spread, offset, active, now_ms):
+        if self._departing:
+            # The vehicle that just left may still be moving beside the bay.
+            if ticks_diff(now_ms, self._vacated_at) < self.rearm_ms:
+                return STATE_VACANT
+            self._departing = False
         if active:
             self.phase = PHASE_ARRIVING
             self._event_since = now_ms
             self._present_at = now_ms
-            self._held = False
-            self._held_since = -1
+            self._stood_still = False
+            self._still_since = -1
             self._returned_since = -1
             return STATE_VACANT
         # A slow change without a transient is drift of the empty bay's field.
@@ -555,8 +567,7 @@ class FieldDecision:
         if self._settling:
             self._level_fixed = smooth << _FIXED_SHIFT
             if self._left_while_settling(offset, active, now_ms):
-                self.phase = PHASE_VACANT
-                return STATE_VACANT
+                return self._vacate(now_ms)
             if quiet:
                 self._settling = False
         elif active:
@@ -571,20 +582,20 @@ class FieldDecision:
         # standing, not one swinging through while it manoeuvres) and is now back on the
         # baseline for return_ms.
         if offset * 100 > self.band * self.return_offset_percent and not active:
-            if self._held_since < 0:
-                self._held_since = now_ms
-            elif ticks_diff(now_ms, self._held_since) >= self.hold_ms:
-                self._held = True
+            if self._still_since < 0:
+                self._still_since = now_ms
+            elif ticks_diff(now_ms, self._still_since) >= self.hold_ms:
+                self._stood_still = True
         else:
-            self._held_since = -1
+            self._still_since = -1
         if offset > self.band:
             self._returned_since = -1
             return False
         if self._returned_since < 0:
             self._returned_since = now_ms
-        return self._held and ticks_diff(now_ms, self._returned_since) >= self.return_ms
+        return self._stood_still and ticks_diff(now_ms, self._returned_since) >= self.return_ms
 
-    def _leaving(self, smooth, offset, quiet):
+    def _leaving(self, smooth, offset, quiet, now_ms):
         if not quiet:
             return STATE_OCCUPIED
         band = self.band
@@ -599,15 +610,26 @@ class FieldDecision:
         # much nearer to it than to the parked level (the empty bay's field may have moved).
         nearer = offset <= band or offset * 100 <= moved * self.departure_offset_percent
         departed = nearer and parked_offset > band
+        if offset > self.band_max:
+            # An offset above occupied_above_delta always counts as a vehicle, so a field
+            # that ends there is a vehicle that moved within the bay, however long the
+            # transient lasted.
+            departed = False
+            lasted = 0
         if lasted >= self.exit_min_ms or departed:
-            self.phase = PHASE_VACANT
             if offset > band:
                 # A departure that ends off the old baseline: the empty bay's field moved.
                 self._baseline_fixed = smooth << _FIXED_SHIFT
-            return STATE_VACANT
+            return self._vacate(now_ms)
         self.phase = PHASE_OCCUPIED
         self._level_fixed = smooth << _FIXED_SHIFT
         return STATE_OCCUPIED
+
+    def _vacate(self, now_ms):
+        self.phase = PHASE_VACANT
+        self._departing = True
+        self._vacated_at = now_ms
+        return STATE_VACANT
 
     def _follow_noise(self, spread, offset):
         # Both bands follow the quiet-time noise, so bands learned while the sensor was

@@ -249,6 +249,31 @@ def test_field_departure_ending_near_baseline():
     assert 58000 <= events[1][0] <= 60000 + 15000
 
 
+def test_field_move_far_off_baseline_not_departure():
+    # A car standing on the empty bay's level moves for 6 s and ends 150 counts off it,
+    # beyond occupied_above_delta (60): still a car, however long the transient.
+    segments = [(20000, 300, 300, 0), (8000, 300, 300, 120), (30000, 300, 300, 0), (6000, 300, 450, 120), (30000, 450, 450, 0)]
+    times, values = field_segments(segments, seed=4)
+    events = feed(firmware.Detector(MAGNETOMETER), times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED]
+
+
+def test_field_no_arrival_right_after_departure():
+    # The departing car swings the field again 2 s after vacant is reported, for 5 s.
+    segments = [
+        (20000, 300, 300, 0),
+        (8000, 300, 420, 120),
+        (30000, 420, 420, 0),
+        (8000, 420, 300, 120),
+        (5000, 300, 300, 0),
+        (5000, 300, 300, 100),
+        (20000, 300, 300, 0),
+    ]
+    times, values = field_segments(segments, seed=5)
+    detector = firmware.Detector(dict(MAGNETOMETER, rearm_ms=5000))
+    assert states(feed(detector, times, values)) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+
+
 # ---- properties --------------------------------------------------------------------------
 
 
