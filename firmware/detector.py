@@ -89,7 +89,7 @@ DEFAULTS = {
         "return_ms": 1500,
         "return_offset_percent": 500,
         "hold_ms": 1000,
-        "departure_offset_percent": 20,
+        "departure_offset_percent": 33,
         "rearm_ms": 5000,
         "calibration_ms": 1000,
         "calibration_max_ms": 10000,
@@ -473,6 +473,7 @@ class FieldDecision:
         self._moved_at = 0
         self._stood_still = False
         self._still_since = -1
+        self._stood_level = 0
         self._returned_since = -1
         self._departing = False
         self._vacated_at = 0
@@ -501,10 +502,10 @@ class FieldDecision:
         if phase == PHASE_VACANT:
             return self._vacant(smooth, spread, offset, active, now_ms)
         if phase == PHASE_ARRIVING:
-            return self._arriving(smooth, offset, active, now_ms)
+            return self._arriving(smooth, spread, offset, active, now_ms)
         quiet = ticks_diff(now_ms, self._disturbed_at) >= self.off_delay_ms
         if phase == PHASE_OCCUPIED:
-            return self._occupied(smooth, offset, active, quiet, now_ms)
+            return self._occupied(smooth, spread, offset, active, quiet, now_ms)
         return self._leaving(smooth, offset, quiet, now_ms)
 
     def _resuming(self, smooth, offset, now_ms):
@@ -545,12 +546,12 @@ class FieldDecision:
         self._follow_noise(spread, offset)
         return STATE_VACANT
 
-    def _arriving(self, smooth, offset, active, now_ms):
+    def _arriving(self, smooth, spread, offset, active, now_ms):
         # Present while the field changes or sits off the baseline; returns to the baseline
         # shorter than gap_ms (a manoeuvre swinging through it) are bridged.
         if active or offset > self.band:
             self._present_at = now_ms
-        self._left_while_settling(offset, active, now_ms)
+        self._left_while_settling(smooth, offset, spread, now_ms)
         if ticks_diff(now_ms, self._present_at) >= self.gap_ms:
             self.phase = PHASE_VACANT  # it passed by
             return STATE_VACANT
@@ -563,10 +564,10 @@ class FieldDecision:
         self._level_fixed = smooth << _FIXED_SHIFT
         return STATE_OCCUPIED
 
-    def _occupied(self, smooth, offset, active, quiet, now_ms):
+    def _occupied(self, smooth, spread, offset, active, quiet, now_ms):
         if self._settling:
             self._level_fixed = smooth << _FIXED_SHIFT
-            if self._left_while_settling(offset, active, now_ms):
+            if self._left_while_settling(smooth, offset, spread, now_ms):
                 return self._vacate(now_ms)
             if quiet:
                 self._settling = False
@@ -577,23 +578,29 @@ class FieldDecision:
             self._level_fixed += ((smooth << _FIXED_SHIFT) - self._level_fixed) >> self._drift_shift
         return STATE_OCCUPIED
 
-    def _left_while_settling(self, offset, active, now_ms):
+    def _left_while_settling(self, smooth, offset, spread, now_ms):
         # A short stay: the field held still well off the baseline for hold_ms (a vehicle
         # standing, not one swinging through while it manoeuvres) and is now back on the
-        # baseline for return_ms.
-        if offset * 100 > self.band * self.return_offset_percent and not active:
+        # baseline, or much nearer to it than to where it stood, for return_ms.
+        far = offset * 100 > self.band * self.return_offset_percent
+        if far and spread <= self.activity_band:
             if self._still_since < 0:
                 self._still_since = now_ms
             elif ticks_diff(now_ms, self._still_since) >= self.hold_ms:
                 self._stood_still = True
+                self._stood_level = smooth
         else:
             self._still_since = -1
-        if offset > self.band:
+        moved = smooth - self._stood_level
+        if moved < 0:
+            moved = -moved
+        back = offset <= self.band or offset * 100 <= moved * self.departure_offset_percent
+        if not self._stood_still or not back:
             self._returned_since = -1
             return False
         if self._returned_since < 0:
             self._returned_since = now_ms
-        return self._stood_still and ticks_diff(now_ms, self._returned_since) >= self.return_ms
+        return ticks_diff(now_ms, self._returned_since) >= self.return_ms
 
     def _leaving(self, smooth, offset, quiet, now_ms):
         if not quiet:
