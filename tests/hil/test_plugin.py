@@ -70,3 +70,33 @@ def test_plain_tests_start_nothing(pytester):
 
     result.assert_outcomes(passed=1)
     assert not list(pytester.path.rglob("gateway.db"))
+
+
+def test_board_on_a_port_without_modem_lines(pytester, make_vboard, monkeypatch):
+    # A virtual board run on its own, as `baysense vboard` does, passed by its port path: the
+    # plugin treats it as a real board on a port without DTR/RTS.
+    virtual = make_vboard("external")
+    monkeypatch.setenv("BAYSENSE_WIFI_SSID", "bench")
+    pytester.makepyfile(
+        """
+        def test_serial_target(board, gateway):
+            assert not board.virtual
+            assert board.power_cycle().reset_cause == 5  # machine.reset(): no EN line to pulse
+            gateway.wait_for_heartbeat(board)
+
+        def test_off_unreachable(board):
+            board.transition("off")
+
+        def test_bay_needs_controller(bay):
+            pass
+        """
+    )
+    result = pytester.runpytest("-rs", "--board", "%s@virtual" % virtual.port)
+
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*has no DTR/RTS lines to hold EN or IO0, so the off state is out of reach*",
+            "*needs a bench controller to move the car on a real bench: pass --bench-controller PORT*",
+        ]
+    )

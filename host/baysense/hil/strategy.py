@@ -139,8 +139,8 @@ class Strategy:
 
     def _to_repl(self):
         if self.state in (UNKNOWN, OFF, BOOTLOADER):
-            mark = self.console.mark()
-            if self.target.power_on():
+            mark = self.target.power_on()
+            if mark is not None:
                 self._wait_for_boot(mark)
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         while True:
@@ -185,8 +185,7 @@ class Strategy:
         self.last_boot = self.wait_for_start(mark)
 
     def _power_restart(self):
-        mark = self.console.mark()
-        self.target.reset()
+        mark = self.target.reset()
         self.last_boot = self.wait_for_start(mark)
 
     def wait_for_start(self, mark):

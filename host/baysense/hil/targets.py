@@ -73,27 +73,41 @@ class VirtualTarget:
         return self.rom.url
 
     def power_on(self):
-        """Start the board if it is off and open its console; return True if it booted now."""
+        """Start the board if it is off and open its console.
+
+        Returns the console mark from which the boot shows, or None when the board was running.
+        """
         if self.rom is not None:
             self.rom.stop()
             self.rom = None
-        booted = self.vboard is None
-        if booted:
+        mark = None
+        if self.vboard is None:
+            mark = self.console.mark()
             self.vboard = VirtualBoard(self.state_dir, self.definition, baud=self.baud).start()
         if not self.console.is_open:
             self.console.open(self.vboard.port)
-        return booted
+        return mark
 
     def reset(self):
-        """Cut the power and restore it: the interpreter dies wherever it is, then boots."""
+        """Cut the power and restore it: the interpreter dies wherever it is, then boots.
+
+        Returns the console mark from which the boot shows.
+        """
+        mark = self.console.mark()
         self.vboard.power_cycle()
+        return mark
 
     def shutdown(self):
         self.power_off()
 
 
 class SerialTarget:
-    """A board on a USB serial port, reset through its modem lines as esptool does."""
+    """A board on a serial port, reset through its modem lines as esptool does.
+
+    A port without modem lines (a pseudo-terminal, a `socket://` URL, a bridge with DTR and
+    RTS not wired) cannot reach EN or IO0. Such a board is reset with machine.reset() through
+    its REPL, and has no off or bootloader state.
+    """
 
     virtual = False
     bootloader_connect_mode = "default-reset"
@@ -105,8 +119,26 @@ class SerialTarget:
         self.console = console
         self.native_usb = definition["usb_bridge"] not in BRIDGED_USB
         self.serial_log_path = console.log_path
+        self._modem_lines = None  # unknown until the port is open
+
+    @property
+    def modem_lines(self):
+        """True when the port can drive DTR and RTS (and so EN and IO0)."""
+        if self._modem_lines is None:
+            if not self.console.is_open:
+                self.console.open(self.port)
+            with self.console.use() as device:
+                try:
+                    device.serial.dtr = True  # what pyserial set at open, so nothing moves
+                    self._modem_lines = True
+                except OSError as error:
+                    log.info("%s: %s has no modem lines (%s): resets go through machine.reset()", self.name, self.port, error)
+                    self._modem_lines = False
+        return self._modem_lines
 
     def unsupported(self, state):
+        if state in ("off", "bootloader") and not self.modem_lines:
+            return "%s has no DTR/RTS lines to hold EN or IO0, so the %s state is out of reach" % (self.port, state)
         if state == "off" and self.native_usb:
             return (
                 "%s is on the chip's own USB port (%s): holding EN low would take the port off the bus,"
@@ -116,7 +148,7 @@ class SerialTarget:
         return None
 
     def power_off(self):
-        """Hold the chip in reset: RTS low pulls EN low on the DevKit auto-reset circuit."""
+        """Hold the chip in reset: RTS asserted pulls EN low on the DevKit auto-reset circuit."""
         if not self.console.is_open:
             self.console.open(self.port)
         with self.console.use() as device:
@@ -129,20 +161,35 @@ class SerialTarget:
         return self.port
 
     def power_on(self):
-        """Pulse EN so the chip boots from flash, with its console open; return True (it booted)."""
+        """Reset the chip so it boots from flash, with its console open.
+
+        Returns the console mark from which the boot shows.
+        """
         if not self.console.is_open:
             self.console.open(self.port)
-        self.reset()
-        return True
+        return self.reset()
 
     def reset(self):
+        """Pulse EN, or call machine.reset() on a port without modem lines.
+
+        Returns the console mark from which the boot shows.
+        """
+        if not self.modem_lines:
+            with self.console.use() as device:
+                # The Ctrl-C that stops the node prints a traceback: mark after it.
+                device.enter_raw_repl()
+                mark = self.console.mark()
+                device.hard_reset()
+            return mark
         # NOTE: written from esptool's reset code and the DevKitC schematic, and not yet run on
         # a bench. A USB hub or bridge quirk there may need a longer hold.
+        mark = self.console.mark()
         with self.console.use() as device:
             device.serial.dtr = False
             HardReset(device.serial, uses_usb=self.native_usb).reset()
         if self.native_usb:
             self._reopen_after_reset()
+        return mark
 
     def _reopen_after_reset(self):
         self.console.close()
