@@ -85,14 +85,14 @@ DEFAULTS = {
         "fault_after_ms": 5000,
         "stuck_after_ms": 60000,
         "warmup_ms": 4000,
-        "calibration_activity_delta": 24,
-        "return_ms": 1500,
-        "return_offset_percent": 500,
-        "hold_ms": 1000,
-        "departure_offset_percent": 33,
-        "rearm_ms": 5000,
         "calibration_ms": 1000,
         "calibration_max_ms": 10000,
+        "calibration_activity_delta": 24,
+        "hold_ms": 1000,
+        "return_offset_percent": 500,
+        "return_ms": 1500,
+        "departure_offset_percent": 33,
+        "rearm_ms": 5000,
         "smooth_samples": 16,
         "second_smooth_samples": 3,
         "activity_samples": 8,
@@ -475,7 +475,7 @@ class FieldDecision:
         self._still_since = -1
         self._stood_level = 0
         self._returned_since = -1
-        self._departing = False
+        self._rearming = False
         self._vacated_at = 0
 
     def decide(self, value, now_ms):
@@ -486,7 +486,8 @@ class FieldDecision:
         spread = self._spread.push(smooth)
         if self.phase == PHASE_CALIBRATING:
             self.value = 0
-            return self._calibrate(smooth, spread, now_ms)
+            self._calibrate(smooth, spread, now_ms)
+            return NO_WISH
 
         offset = smooth - (self._baseline_fixed >> _FIXED_SHIFT)
         if offset < 0:
@@ -520,6 +521,7 @@ class FieldDecision:
         if off_baseline and waited >= self.on_delay_ms:
             self.phase = PHASE_OCCUPIED
             self._settling = True
+            self._watch_short_stay()
             self._level_fixed = smooth << _FIXED_SHIFT
             return STATE_OCCUPIED
         if not off_baseline and waited >= self.off_delay_ms:
@@ -528,18 +530,17 @@ class FieldDecision:
         return NO_WISH
 
     def _vacant(self, smooth, spread, offset, active, now_ms):
-        if self._departing:
-            # The vehicle that just left may still be moving beside the bay.
+        if self._rearming:
+            # The vehicle that just left may still be moving beside the bay, so its field is
+            # neither an arrival nor drift.
             if ticks_diff(now_ms, self._vacated_at) < self.rearm_ms:
                 return STATE_VACANT
-            self._departing = False
+            self._rearming = False
         if active:
             self.phase = PHASE_ARRIVING
             self._event_since = now_ms
             self._present_at = now_ms
-            self._stood_still = False
-            self._still_since = -1
-            self._returned_since = -1
+            self._watch_short_stay()
             return STATE_VACANT
         # A slow change without a transient is drift of the empty bay's field.
         self._baseline_fixed += ((smooth << _FIXED_SHIFT) - self._baseline_fixed) >> self._drift_shift
@@ -551,7 +552,7 @@ class FieldDecision:
         # shorter than gap_ms (a manoeuvre swinging through it) are bridged.
         if active or offset > self.band:
             self._present_at = now_ms
-        self._left_while_settling(smooth, offset, spread, now_ms)
+        self._short_stay_over(smooth, offset, spread, now_ms)
         if ticks_diff(now_ms, self._present_at) >= self.gap_ms:
             self.phase = PHASE_VACANT  # it passed by
             return STATE_VACANT
@@ -567,7 +568,7 @@ class FieldDecision:
     def _occupied(self, smooth, spread, offset, active, quiet, now_ms):
         if self._settling:
             self._level_fixed = smooth << _FIXED_SHIFT
-            if self._left_while_settling(smooth, offset, spread, now_ms):
+            if self._short_stay_over(smooth, offset, spread, now_ms):
                 return self._vacate(now_ms)
             if quiet:
                 self._settling = False
@@ -578,10 +579,17 @@ class FieldDecision:
             self._level_fixed += ((smooth << _FIXED_SHIFT) - self._level_fixed) >> self._drift_shift
         return STATE_OCCUPIED
 
-    def _left_while_settling(self, smooth, offset, spread, now_ms):
-        # A short stay: the field held still well off the baseline for hold_ms (a vehicle
-        # standing, not one swinging through while it manoeuvres) and is now back on the
-        # baseline, or much nearer to it than to where it stood, for return_ms.
+    def _watch_short_stay(self):
+        self._stood_still = False
+        self._still_since = -1
+        self._returned_since = -1
+
+    def _short_stay_over(self, smooth, offset, spread, now_ms):
+        # Return True once a short stay has ended: the field held still well off the baseline
+        # for hold_ms (a vehicle standing, not one swinging through while it manoeuvres) and
+        # is now back on the baseline, or much nearer to it than to where it stood, for
+        # return_ms. Called from the first change on, because a short stay can be over
+        # before on_delay_ms has passed.
         far = offset * 100 > self.band * self.return_offset_percent
         if far and spread <= self.activity_band:
             if self._still_since < 0:
@@ -615,6 +623,8 @@ class FieldDecision:
             moved = -moved
         # A car that stood off the baseline left if the field is back on the baseline, or
         # much nearer to it than to the parked level (the empty bay's field may have moved).
+        # NOTE: a car that moves off the sensor and back within its stay reads as a
+        # departure and a new arrival; docs/detector.md counts these misses.
         nearer = offset <= band or offset * 100 <= moved * self.departure_offset_percent
         departed = nearer and parked_offset > band
         if offset > self.band_max:
@@ -634,7 +644,7 @@ class FieldDecision:
 
     def _vacate(self, now_ms):
         self.phase = PHASE_VACANT
-        self._departing = True
+        self._rearming = True
         self._vacated_at = now_ms
         return STATE_VACANT
 
@@ -653,7 +663,7 @@ class FieldDecision:
         # field once their older and newer halves agree. A sensor still settling, or a vehicle
         # leaving during calibration, is then not learned as the baseline.
         if not self._second_average.full():
-            return NO_WISH
+            return
         if not self._calibration_started:
             self._calibration_started = True
             self._calibration_since = now_ms
@@ -664,12 +674,12 @@ class FieldDecision:
             self._moved_at = elapsed
             self._calibration_spread = 0
         if elapsed < self.warmup_ms:
-            return NO_WISH
+            return
         if spread > self._calibration_spread:
             self._calibration_spread = spread
         count = self._append_calibration(smooth, elapsed)
         if count < 4:
-            return NO_WISH
+            return
 
         half = count >> 1
         older = self._median_of(0, half)
@@ -682,9 +692,9 @@ class FieldDecision:
         if drift < 0:
             drift = -drift
         if drift * 2 > band and elapsed < self.calibration_max_ms:
-            return NO_WISH  # the field moved within the window: wait for a steadier one
+            return  # the field moved within the window: wait for a steadier one
         if elapsed - self._moved_at < self.calibration_ms and elapsed < self.calibration_max_ms:
-            return NO_WISH  # a vehicle moved within the window: wait for a quiet one
+            return  # a vehicle moved within the window: wait for a quiet one
 
         self.baseline = whole
         self._baseline_fixed = whole << _FIXED_SHIFT
@@ -695,7 +705,6 @@ class FieldDecision:
         self._spread_noise_fixed = (self.activity_band * 100 // self.activity_noise_percent) << _FIXED_SHIFT
         self._calibrated = True
         self.phase = PHASE_VACANT
-        return NO_WISH
 
     def _append_calibration(self, smooth, elapsed):
         # Add one sample; keep only the newest samples that span calibration_ms. Returns the
