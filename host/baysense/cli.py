@@ -61,7 +61,9 @@ def main(argv=None):
     """Run the CLI; return the exit status instead of exiting, so tests can call it."""
     verbose = argv is not None and any(a in ("-v", "-vv", "--verbose") for a in argv)
     try:
-        cli.main(args=argv, prog_name="baysense", standalone_mode=False)
+        # Without standalone mode click returns a command's exit status (ctx.exit(n) or
+        # raise Exit(n)) instead of raising it.
+        status = cli.main(args=argv, prog_name="baysense", standalone_mode=False)
     except BaysenseError as error:
         click.echo("baysense: %s" % error, err=True)
         if verbose:
@@ -75,7 +77,7 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("baysense: aborted", err=True)
         return 130
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ deployed files is kept on the board in MANIFEST, so files the user put there (co
 among them) are never touched.
 """
 
-import ast
 import hashlib
 import json
 import logging
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from .device import Device, local_sha256
+from .device import Device, literal, local_sha256
 from .errors import ConfigError, DeviceError
 from .paths import FIRMWARE_DIR, MPY_CROSS
 from .ports import port_option, resolve_port
@@ -220,7 +219,7 @@ def board_state(device, target_files):
     code = _PLAN_CODE % {"manifest": MANIFEST, "paths": sorted(expected), "digest": tree_digest(expected)}
     text = device.exec(code, timeout=HASH_TIMEOUT_S).decode().strip()
     try:
-        state = ast.literal_eval(text)
+        state = literal(text)
     except (ValueError, SyntaxError) as error:
         raise DeviceError("the board returned an unreadable file list: %r" % text[:200], "reset the board and retry") from error
     return state

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import logging
 import re
+import threading
 import time
 
 import serial
@@ -48,6 +49,19 @@ SOFT_REBOOT = b"soft reboot\r\n"
 
 _ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*): ?(.*)$")
 _ERRNO = re.compile(r"^\[Errno (\d+)\]")
+
+
+# CPython 3.11 keeps the AST constructor's recursion depth in state shared by all threads, so
+# ast.literal_eval in several threads at once fails at random with "SystemError: AST constructor
+# recursion depth mismatch" (CPython issue gh-106905, seen here on 3.11.7). Fleet workers parse
+# board replies in parallel, so every parse goes through this lock.
+_PARSE_LOCK = threading.Lock()
+
+
+def literal(text):
+    """Parse a Python literal from a board's reply; safe to call from several threads."""
+    with _PARSE_LOCK:
+        return ast.literal_eval(text)
 
 
 class Device:
@@ -256,7 +270,7 @@ class Device:
         output = self.exec("print(repr(%s))" % expression, timeout=timeout)
         text = output.decode().strip()
         try:
-            return ast.literal_eval(text)
+            return literal(text)
         except (ValueError, SyntaxError) as error:
             raise DeviceError("the board returned a value that is not a literal: %r" % text[:200], "eval() only literals") from error
 
@@ -373,7 +387,7 @@ class Device:
             " f.close()\n"
             " print(repr(binascii.hexlify(h.digest()).decode()))\n"
         ) % path
-        return ast.literal_eval(self.exec(code).decode().strip())
+        return literal(self.exec(code).decode().strip())
 
     def remove(self, path):
         self.exec("import os\nos.remove(%r)" % path)

@@ -64,15 +64,21 @@ def provision(device, registry, device_id, gateway, board, wifi=None, rotate_key
     check_gateway(gateway)
 
     existing = registry.device(device_id)
+    current = device.sha256(CONFIG_PATH)
     # A revoked device's key is treated as leaked: provisioning it again gives a new one.
     new_key = existing is None or rotate_key or bool(existing["revoked"])
+    if existing is not None and current is None and not new_key:
+        # A known device whose board has no config (its flash was erased, or it is another
+        # board) starts its frame counter at 1 again. The gateway would reject those frames
+        # as replays under the old key, while a new key starts a new counter sequence there.
+        log.info("%s is in the registry but its board has no config: issuing a new key", device_id)
+        new_key = True
     if new_key:
         key = secrets.token_bytes(KEY_SIZE)
     else:
         key = bytes(existing["key"])
     config = json.dumps(node_config(device_id, key, gateway, board, wifi, heartbeat_s), sort_keys=True).encode()
 
-    current = device.sha256(CONFIG_PATH)
     if not new_key and current == hashlib.sha256(config).hexdigest():
         return "unchanged"
 

@@ -42,33 +42,6 @@ LOG_FILE_MODE = 0o600
 LOG_DIR_MODE = 0o700
 
 
-_ast_lock = threading.Lock()
-
-
-def serialize_ast_parse():
-    """Make ast.parse (and so ast.literal_eval) run in one thread at a time, in this process.
-
-    CPython 3.11 keeps the AST constructor's recursion depth in state shared by all threads,
-    so literal_eval running in several workers at once fails at random with "SystemError: AST
-    constructor recursion depth mismatch" (CPython issue gh-106905; seen here on 3.11.7).
-    Device.eval and deploy parse every board reply with literal_eval, so the workers would.
-    The wrapper stays installed for the process's life; parsing a board's short reply takes
-    microseconds, so the lock costs the workers nothing measurable.
-    """
-    import ast
-
-    if getattr(ast.parse, "baysense_serialized", False):
-        return
-    parse = ast.parse
-
-    def serialized(*args, **kwargs):
-        with _ast_lock:
-            return parse(*args, **kwargs)
-
-    serialized.baysense_serialized = True
-    ast.parse = serialized
-
-
 def esp32_ports():
     """Return the ports of the ESP32 USB bridges plugged in now, sorted by device path."""
     return [port["device"] for port in ports.list_ports() if port["bridge"]]
@@ -158,7 +131,6 @@ class Run:
 
     def execute(self):
         """Provision every bay; return the list of Outcomes (the site's first when it has one)."""
-        serialize_ast_parse()
         self.log_dir.mkdir(mode=LOG_DIR_MODE, parents=True, exist_ok=True)
         self.builds = Builds(Path(self.options.firmware_dir)) if self.options.firmware_dir else Builds()
         if "flash" in self.steps:

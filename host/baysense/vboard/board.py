@@ -356,8 +356,8 @@ class VirtualBoard:
             self._interrupt_pending = True
             self._deliver_interrupt()
         if data and self._child_master is not None:
-            if self._phase == "idle" and (b"\r" in data or b"\n" in data or b"\x04" in data):
-                self._phase = "running"  # a line or a raw REPL block may start running now
+            if self._phase == "idle" and _starts_code(data, self.mode):
+                self._phase = "running"
             os.write(self._child_master, data)
 
     def _release_held_input(self):
@@ -454,6 +454,14 @@ class VirtualBoard:
     def _pace(self, count):
         if self.baud:
             time.sleep(count * 10 / self.baud)
+
+
+def _starts_code(data, mode):
+    """Tell whether input at a prompt may start running code: Enter in the friendly REPL
+    (a complete line runs), Ctrl-D in the raw REPL (the block runs)."""
+    if mode == "raw":
+        return b"\x04" in data
+    return b"\r" in data or b"\n" in data
 
 
 def _crlf(data, previous):
