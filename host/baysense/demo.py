@@ -195,10 +195,21 @@ def run_demo(work_dir, console, boards_count=BOARD_COUNT, seed=1):
         for player in players:
             player.start()
 
+        reported = {bay.device_id: 0 for bay in bays}
+
+        def refresh(live):
+            # Each change the gateway stored is printed once, above the live table.
+            for bay in bays:
+                changes = _stored_changes(store, bay.device_id)
+                for state in changes[reported[bay.device_id] :]:
+                    live.console.print("%5.1f s  %s: %s" % (time.monotonic() - started, bay.device_id, state))
+                reported[bay.device_id] = len(changes)
+            live.update(_table(bays, store, started))
+
         with Live(_table(bays, store, started), console=console, refresh_per_second=4, transient=not console.is_terminal) as live:
             while any(player.is_alive() for player in players):
                 time.sleep(TABLE_REFRESH_S)
-                live.update(_table(bays, store, started))
+                refresh(live)
             for bay in bays:
                 bay.step = "done"
             deadline = time.monotonic() + SETTLE_TIMEOUT_S
@@ -206,8 +217,8 @@ def run_demo(work_dir, console, boards_count=BOARD_COUNT, seed=1):
                 if all(_stored_changes(store, bay.device_id) == bay.scenario.expected_changes() for bay in bays):
                     break
                 time.sleep(TABLE_REFRESH_S)
-                live.update(_table(bays, store, started))
-            live.update(_table(bays, store, started))
+                refresh(live)
+            refresh(live)
         if not console.is_terminal:
             console.print(_table(bays, store, started))
 
