@@ -64,8 +64,8 @@ def test_car_reported_end_to_end(make_vboard, gateway_thread, registry_path, cap
     assert bay["state"] == "vacant"
     version = re.search(r'^VERSION = "([^"]+)"', (FIRMWARE_DIR / "node.py").read_text(), re.M).group(1)
     assert bay["firmware"] == version
-    # The node boots the moment provisioning ends, so its first heartbeat can beat the
-    # gateway's next look at the registry and be rejected as unknown; it is sent again.
+    # The node boots the moment provisioning ends. Its first heartbeat can reach the gateway
+    # before the gateway rereads the registry and be rejected as unknown, so it is sent again.
     rejected = dict(status["rejected"])
     assert rejected.pop("unknown_device", 0) <= 1
     assert sum(rejected.values()) == 0
