@@ -26,6 +26,8 @@ from baysense import boards, deploy
 from baysense.paths import FIRMWARE_DIR
 from baysense.vboard.board import VirtualBoard
 
+from benchdoc import cpu_model  # noqa: E402 - tools/ is on the path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks.md"
 # The section between these marks is this script's; a new run replaces it.
@@ -36,16 +38,6 @@ BAUD = 115200
 COMMAND_TIMEOUT_S = 300  # a full copy takes under 15 s here; this only stops a hang
 FULL_GOAL = 3.0  # baysense deploy at least this many times faster than mpremote cp -r
 UNCHANGED_GOAL = 20.0  # a deploy with nothing changed at least this many times faster than a full copy
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(command):

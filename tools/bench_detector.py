@@ -19,6 +19,8 @@ from pathlib import Path
 
 from baysense.replay import load_settings, replay
 
+import benchdoc  # noqa: E402 - tools/ is on the path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 FIELD_BOARD = "esp32c3-qmc5883l"
@@ -126,14 +128,7 @@ def to_markdown(summaries, data_dir):
 
 def write_section(section):
     """Replace the detector section of docs/benchmarks.md, leaving other sections alone."""
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS_MD.write_text(text)
+    benchdoc.write_section(section, SECTION_START, SECTION_END)
 
 
 def main(argv=None):

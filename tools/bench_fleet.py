@@ -30,6 +30,8 @@ from baysense.device import Device
 from baysense.gateway.server import GatewayThread
 from baysense.registry import Registry
 
+from benchdoc import cpu_model  # noqa: E402 - tools/ is on the path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks.md"
 BIN = Path(sys.executable).parent
@@ -43,16 +45,6 @@ SECTION_END = "<!-- fleet-bench:end -->"
 # Limits that only stop a hang: a 16-board run takes well under a minute here.
 COMMAND_TIMEOUT_S = 600
 BOARD_START_TIMEOUT_S = 30
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class BoardProcess:

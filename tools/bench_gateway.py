@@ -44,6 +44,8 @@ from baysense.gateway.settings import Settings
 from baysense.gateway.store import Store
 from baysense.registry import Registry
 
+import benchdoc  # noqa: E402 - tools/ is on the path when run as a script
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = PROJECT_DIR / "docs" / "benchmarks.md"
 SECTION_START = "<!-- gateway-bench:start -->"
@@ -727,14 +729,7 @@ def render(arguments, gateway, paho, raw, version, fuzz_in_process, fuzz_live, p
 
 def write_section(section):
     """Replace the gateway section of docs/benchmarks.md, leaving other sections alone."""
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS_MD.write_text(text)
+    benchdoc.write_section(section, SECTION_START, SECTION_END)
 
 
 def main(argv=None):
