@@ -77,3 +77,15 @@ def test_redeploy_sends_nothing(make_vboard, capsys):
     capsys.readouterr()
     assert main(["deploy", "--port", board.port, "--no-reset"]) == 0
     assert "firmware up to date" in capsys.readouterr().out
+
+
+def test_redeploy_restarts_firmware(make_vboard, capsys):
+    # Deploying interrupts the running firmware, so even a deploy that changes nothing must
+    # start it again.
+    board = make_vboard()
+    assert main(["deploy", "--port", board.port]) == 0
+    resets = len(board.resets)
+    assert main(["deploy", "--port", board.port]) == 0
+    assert "firmware up to date" in capsys.readouterr().out
+    assert len(board.resets) == resets + 1
+    assert board.resets[-1][0] == "soft"

@@ -238,3 +238,12 @@ def test_mpremote_reads_provisioned_config(blank, registry_file):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "bay-7"
+
+
+def test_gateway_address_checks():
+    for bad in ("http://127.0.0.1:4700", "127.0.0.1:99999", "127.0.0.1:0", "localhost", ":4700"):
+        with pytest.raises(ConfigError) as error:
+            provision.check_gateway(bad)
+        assert repr(bad) in str(error.value)
+        assert "1 to 65535" in str(error.value)
+    assert provision.check_gateway("gateway.local:4700") == "gateway.local:4700"

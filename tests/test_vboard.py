@@ -170,3 +170,17 @@ def test_watchdog_resets_stalled_loop(make_vboard):
     log = (board.state_dir / "serial.log").read_bytes()
     assert b"task_wdt: Task watchdog got triggered" in log
     assert b"rst:0x7 (TG0WDT_SYS_RESET)" in log
+
+
+def test_stimulus_command_changes_world(make_vboard, capsys):
+    from baysense.cli import main
+
+    board = make_vboard()
+    assert main(["stimulus", "--dir", str(board.state_dir), "distance_mm=900", "echo=false"]) == 0
+    world = board.stimulus.read()
+    assert world["distance_mm"] == 900
+    assert world["echo"] is False
+
+    assert main(["stimulus", "--dir", str(board.state_dir), "distance_mm=near"]) == 1
+    assert "invalid value for distance_mm: 'near'" in capsys.readouterr().err
+    assert board.stimulus.read()["distance_mm"] == 900  # the bad value changed nothing

@@ -16,6 +16,7 @@ from .errors import BaysenseError
 # command name -> "module:attribute" of a click command, relative to this package
 COMMANDS = {
     "vboard": "vboard.cli:vboard",
+    "stimulus": "vboard.cli:stimulus_command",
     "deploy": "deploy:deploy_command",
     "ports": "ports:ports_command",
     "provision": "provision:provision_command",

@@ -299,5 +299,7 @@ def deploy_command(port, dry_run, reset):
             click.echo("firmware up to date")
         elif not dry_run:
             click.echo("deployed: %d file(s) changed" % len(changed))
-        if reset and changed and not dry_run:
+        # Deploying stopped the running firmware (Ctrl-C), so the board restarts even when
+        # nothing changed; otherwise the node stays at the prompt until its watchdog fires.
+        if reset:
             device.soft_reset(run_main=True)

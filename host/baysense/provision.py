@@ -40,10 +40,15 @@ def check_device_id(device_id):
     return device_id
 
 
+GATEWAY_ADDRESS = re.compile(r"^[A-Za-z0-9.-]+$")
+
+
 def check_gateway(address):
+    """Check a HOST:PORT gateway address; the node resolves HOST with getaddrinfo."""
     host, separator, port = (address or "").rpartition(":")
-    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError("invalid gateway address %r" % address, "use HOST:PORT, for example 192.168.1.10:5683")
+    hint = "use HOST:PORT with a port from 1 to 65535, for example 192.168.1.10:4700"
+    if not separator or not GATEWAY_ADDRESS.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("invalid gateway address %r" % address, hint)
     return address
 
 
@@ -118,7 +123,7 @@ def read_wifi_password(password_file):
 
 @click.command("provision")
 @port_option
-@click.option("--device-id", required=True, help="The device's id: 1 to 32 letters, digits, '.', '_' or '-'.")
+@click.option("--device-id", required=True, help="The device's id: 1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit.")
 @click.option("--gateway", required=True, help="HOST:PORT of the gateway's UDP socket.")
 @click.option("--board", "board_name", default="virtual", show_default=True, help="Board definition (boards/NAME.json).")
 @click.option("--registry", "registry_path", type=click.Path(dir_okay=False, path_type=Path), help="Registry database. Default: $BAYSENSE_REGISTRY or ~/.local/share/baysense/registry.db.")
@@ -126,7 +131,7 @@ def read_wifi_password(password_file):
 @click.option("--wifi-password-file", type=click.Path(exists=True, dir_okay=False), help="File holding the Wi-Fi password. Else $BAYSENSE_WIFI_PASSWORD, else a prompt.")
 @click.option("--rotate-key", is_flag=True, help="Give the device a new key; the gateway learns it from the registry.")
 @click.option("--heartbeat", "heartbeat_s", type=click.IntRange(5, 86400), default=60, show_default=True, help="Seconds between heartbeats.")
-@click.option("--reset/--no-reset", default=True, show_default=True, help="Soft-reset the board afterwards so it starts with the new config.")
+@click.option("--reset/--no-reset", default=True, show_default=True, help="Soft-reset the board afterwards, so the firmware runs again with the config.")
 def provision_command(port, device_id, gateway, board_name, registry_path, wifi_ssid, wifi_password_file, rotate_key, heartbeat_s, reset):
     """Give a board its device id, a fresh key and the gateway address."""
     board = boards.load(board_name)
@@ -136,5 +141,7 @@ def provision_command(port, device_id, gateway, board_name, registry_path, wifi_
     with Registry(registry_path) as registry, Device(resolve_port(port)) as device:
         outcome = provision(device, registry, device_id, gateway, board, wifi, rotate_key, heartbeat_s)
         click.echo("%s: %s" % (device_id, outcome))
-        if reset and outcome != "unchanged":
+        # Provisioning stopped the running firmware (Ctrl-C), so restart it even when nothing
+        # changed; otherwise the node stays at the prompt until its watchdog fires.
+        if reset:
             device.soft_reset(run_main=True)

@@ -204,7 +204,13 @@ class VirtualBoard:
         )
         argv = micropython_command() + ["-X", "heapsize=" + HEAP_SIZE, "-i", str(self._hal_dir / "_boot.py")]
         self._child = subprocess.Popen(
-            argv, stdin=slave, stdout=slave, stderr=slave, cwd=self.fs_dir, env=env, start_new_session=True
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=self.fs_dir,
+            env=env,
+            start_new_session=True,
         )
         os.close(slave)
         self._child_master = master

@@ -1,5 +1,6 @@
 """`baysense vboard`: run a virtual board until interrupted."""
 
+import json
 import signal
 import sys
 import tempfile
@@ -9,7 +10,9 @@ from pathlib import Path
 import click
 
 from .. import boards
+from ..errors import ConfigError
 from .board import VirtualBoard
+from .stimulus import DEFAULT_WORLD, Stimulus
 
 
 def _announce(line):
@@ -40,8 +43,8 @@ def vboard(state_dir, board_name, baud, bootloader, chip, rfc2217):
     """Run a virtual board: the MicroPython unix port behind a pseudo-terminal.
 
     The first line of output is `port: <device path>`; mpremote, ampy and `baysense` commands
-    use that path as a USB board's port. SIGUSR1 cuts the board's power (it reboots);
-    SIGTERM or Ctrl-C stops it.
+    use that path as a USB board's port. `baysense stimulus --dir DIR distance_mm=900` puts a
+    car under its ranger. SIGUSR1 cuts the board's power (it reboots); SIGTERM or Ctrl-C stops it.
     """
     board = boards.load(board_name)
     if state_dir is None:
@@ -115,3 +118,36 @@ def _run_with_bootloader(virtual, chip, rfc2217, baud, done):
         server.join(5)
         if virtual.port is not None:
             virtual.stop()
+
+
+@click.command("stimulus")
+@click.option(
+    "--dir",
+    "state_dir",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The virtual board's folder (the `dir:` line `baysense vboard` prints).",
+)
+@click.argument("settings", nargs=-1)
+def stimulus_command(state_dir, settings):
+    """Show or change a virtual board's simulated world.
+
+    SETTINGS are KEY=VALUE pairs with JSON values, for example `distance_mm=900` (a car under
+    the ranger), `echo=false` (ranger unplugged), `link=false` (Wi-Fi down),
+    `field=[120,-40,300]` or `presence=1`. With no SETTINGS it prints the current world.
+    """
+    stimulus = Stimulus(state_dir / "sim")
+    values = {}
+    for setting in settings:
+        key, separator, text = setting.partition("=")
+        if not separator:
+            raise ConfigError("invalid setting %r" % setting, "write KEY=VALUE, for example distance_mm=900")
+        if key not in DEFAULT_WORLD:
+            raise ConfigError("unknown stimulus key %r" % key, "known keys: %s" % ", ".join(sorted(DEFAULT_WORLD)))
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            raise ConfigError("invalid value for %s: %r" % (key, text), "use JSON: 900, true, false or [1, 2, 3]") from None
+    if values:
+        stimulus.set(**values)
+    click.echo(json.dumps(stimulus.read(), sort_keys=True))
