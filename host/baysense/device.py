@@ -5,9 +5,9 @@ The port is anything pyserial opens: a USB serial device, a virtual board's pseu
 `socket://host:port` or `rfc2217://host:port`.
 
 The raw REPL protocol: Ctrl-A enters it and the board prints `raw REPL; CTRL-B to exit` and
-`>`. Code is sent either plainly (then Ctrl-D; the board answers `OK`) or in raw-paste mode
-(Ctrl-E `A` Ctrl-A; the board answers `R\\x01` and a window size, and sends Ctrl-A each time
-the sender may add another window). The board then runs the code and sends its output, Ctrl-D,
+`>`. Code is sent either plainly (then Ctrl-D, and the board replies `OK`) or in raw-paste
+mode (Ctrl-E `A` Ctrl-A, and the board replies `R\\x01` and a window size, then sends Ctrl-A
+each time the sender may add another window). The board then runs the code and sends its output, Ctrl-D,
 the error output, Ctrl-D and `>`.
 """
 
@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BAUD = 115200
 
-# How long (seconds) the board may take to show a prompt after Ctrl-C or Ctrl-A; generous
-# because a busy firmware loop only sees Ctrl-C between two bytecodes of a slow call.
+# How long (seconds) the board may take to show a prompt after Ctrl-C or Ctrl-A. Generous,
+# because a busy firmware loop only takes Ctrl-C between two bytecodes of a slow call.
 PROMPT_TIMEOUT_S = 5.0
 # How long (seconds) to wait for the friendly prompt after Ctrl-C before trying Ctrl-B; a board
 # at a prompt answers Ctrl-C within milliseconds.

@@ -43,7 +43,7 @@ HEAP_SIZE = "142K"
 # banner, printed in pieces, is replaced whole.
 OUTPUT_HOLD_S = 0.005
 
-# Output waiting for a client that reads slowly or not at all, in bytes; past this the oldest
+# Maximum output (bytes) kept for a client that reads slowly or not at all. Past this the oldest
 # is dropped, so a board left running for hours does not hand a new client all its history.
 OUTPUT_QUEUE_LIMIT = 256 * 1024
 # Bytes written to the port at once; with --baud each write is paced, so small writes keep
@@ -348,8 +348,8 @@ class VirtualBoard:
         self._to_child(data)
 
     def _to_child(self, data):
-        # An ESP32 turns Ctrl-C into KeyboardInterrupt while code runs; the unix port only does
-        # so on SIGINT, so send one unless the interpreter sits at a prompt reading its input.
+        # An ESP32 turns Ctrl-C into KeyboardInterrupt while code runs. The unix port does so
+        # only on SIGINT, so a Ctrl-C away from a prompt becomes one (see _deliver_interrupt).
         if self._held_input or (self._interrupt_pending and self._phase != "idle"):
             self._held_input += data
             return
