@@ -184,3 +184,17 @@ def test_stimulus_command_changes_world(make_vboard, capsys):
     assert main(["stimulus", "--dir", str(board.state_dir), "distance_mm=near"]) == 1
     assert "invalid value for distance_mm: 'near'" in capsys.readouterr().err
     assert board.stimulus.read()["distance_mm"] == 900  # the bad value changed nothing
+
+
+def test_busy_port_named_in_error(make_vboard):
+    import serial
+
+    from baysense.errors import DeviceError
+
+    board = make_vboard()
+    with serial.Serial(board.port, exclusive=True):
+        with pytest.raises(DeviceError) as error:
+            Device(board.port)
+    assert "port busy (%s)" % board.port in str(error.value)
+    with Device(board.port) as device:  # free again once the other program closed it
+        assert device.eval("1") == 1

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BAUD = 115200
 
+# How long (seconds) opening a port locked by another program is retried before "port busy".
+BUSY_RETRY_S = 2.0
+
 # How long (seconds) the board may take to show a prompt after Ctrl-C or Ctrl-A. Generous,
 # because a busy firmware loop only takes Ctrl-C between two bytecodes of a slow call.
 PROMPT_TIMEOUT_S = 5.0
@@ -69,12 +72,19 @@ class Device:
 
     def __init__(self, port, baud=DEFAULT_BAUD, exclusive=True):
         self.port = port
-        try:
-            self.serial = serial.serial_for_url(port, baudrate=baud, timeout=0.05, exclusive=exclusive)
-        except serial.SerialException as error:
-            raise _open_error(port, error) from error
-        except ValueError as error:
-            raise DeviceError("invalid port (%s)" % port, str(error)) from error
+        deadline = time.monotonic() + BUSY_RETRY_S
+        while True:
+            try:
+                self.serial = serial.serial_for_url(port, baudrate=baud, timeout=0.05, exclusive=exclusive)
+                break
+            except serial.SerialException as error:
+                # A port that another tool (or this one's previous step) is still closing holds
+                # its lock a moment longer, so a busy port is tried again briefly.
+                if "lock" not in str(error) or time.monotonic() > deadline:
+                    raise _open_error(port, error) from error
+                time.sleep(0.1)
+            except ValueError as error:
+                raise DeviceError("invalid port (%s)" % port, str(error)) from error
         self.in_raw_repl = False
         self._can_inflate = None  # whether the board has `deflate`, once asked
         self._rx = bytearray()  # received but not yet consumed
