@@ -110,7 +110,7 @@ def test_toml_errors_name_line_and_field(tmp_path):
     assert (12, "id") in problems  # the duplicate bay id, on the second bay's line
     assert (12, "device_id") not in problems  # the same duplicate, reported once
     assert (13, "port") in problems  # the duplicate port
-    assert (15, "port") in problems  # bay b3 names no board: its table's line
+    assert (15, "port") in problems  # bay b3 has no port or serial: its table's line
     assert (21, "serial") in problems  # port and serial both given
     assert (26, "board") in problems
     assert (27, "prot") in problems

@@ -452,7 +452,7 @@ def _bays(checker, entries, default_board):
             _unique(checker, seen_device_ids, device_id, where + ("device_id",), "device_id", "device id")
         if port is None and serial is None:
             problems.append(
-                Problem(line, "port", "bay %s names no board" % (bay_id or index + 1),
+                Problem(line, "port", "bay %s has no port or serial" % (bay_id or index + 1),
                         "give port = \"/dev/ttyUSB0\", serial = \"USB SERIAL NUMBER\" or port = \"auto\"")
             )
         elif port is not None and serial is not None:
