@@ -1,8 +1,8 @@
 # The node's board layer: the only firmware module that imports `machine`.
 #
 # It turns the board definition in config.json (pins, sensor kind and settings) into a
-# sensor object with sample() -> fault code (reading in .value), so the rest of the firmware never names
-# a pin or a chip.
+# sensor object whose sample() returns a fault code and leaves the reading in .value, so the
+# rest of the firmware never names a pin or a chip.
 
 import machine
 
