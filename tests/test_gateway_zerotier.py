@@ -47,7 +47,7 @@ def run_gateway(environment, tmp_path, port=4700):
 
 
 def test_binds_to_network_address(fake, environment, tmp_path):
-    # A loopback address stands in for the ZeroTier address, so the test binds nothing else.
+    # A loopback address replaces the ZeroTier address, so the test binds nothing else.
     fake.join_network(NETWORK, addresses=("127.0.0.2/8",))
     port = free_udp_port("127.0.0.2")
     process = run_gateway(environment, tmp_path, port)

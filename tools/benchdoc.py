@@ -11,7 +11,7 @@ BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
 def cpu_model():
-    """Return the CPU's model name from /proc/cpuinfo, or what platform knows."""
+    """Return the CPU's model name from /proc/cpuinfo, else platform.processor()."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

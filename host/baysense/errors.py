@@ -7,7 +7,7 @@ exception is a bug and keeps its traceback (shown with --verbose).
 
 
 class BaysenseError(Exception):
-    """A failure the user can fix; `hint` says how."""
+    """A failure the user can fix; `hint` gives the fix."""
 
     def __init__(self, message, hint=None):
         super().__init__(message)

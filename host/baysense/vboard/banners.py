@@ -1,4 +1,4 @@
-"""What an ESP32 running MicroPython prints at reset, for the virtual board to print the same.
+"""Reset messages of an ESP32 running MicroPython, for the virtual board to print the same.
 
 Modelled on the serial output of real boards (ESP32 ROM 2016-06-08, MicroPython 1.19 to 1.23).
 """

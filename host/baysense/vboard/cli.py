@@ -33,7 +33,7 @@ def _announce(line):
 @click.option(
     "--bootloader",
     is_flag=True,
-    help="Start held in download mode: the ROM bootloader answers esptool on a socket:// port. After a "
+    help="Start held in download mode: the ROM bootloader serves esptool on a socket:// port. After a "
     "reset into a valid image (esptool's hard reset over rfc2217://, or SIGUSR1) the REPL starts and a "
     "`repl: <device path>` line follows.",
 )
