@@ -58,7 +58,7 @@ class Counter:
         if bound is not None and bound < 0:
             self.recovered = True
             bound = None
-        # A temporary file left by a power cut after its write but before the rename holds a
+        # A temporary file left by a power cut after its write but before the rename contains a
         # bound that may already have been handed out from, so it counts too.
         pending = _read_number(self._temporary)
         start = max(FIRST, floor, bound or 0, pending or 0)
