@@ -6,6 +6,7 @@ The detector is firmware/detector.py, the code a node runs, on the MicroPython i
 
 import json
 import logging
+from pathlib import Path
 
 import click
 
@@ -21,7 +22,7 @@ STATE_NAMES = ("vacant", "occupied", "fault")
 KINDS = ("ultrasonic", "magnetometer", "presence")
 
 
-def load_settings(board=None, settings_file=None, kind=None, overrides=()):
+def load_settings(board=None, settings_file=None, kind=None, overrides=(), firmware_dir=engines.FIRMWARE_DIR):
     """Build the detector settings: a board's "detector" section plus "kind", then overrides.
 
     `settings_file` is a JSON file containing either a whole board definition or only a detector
@@ -59,24 +60,24 @@ def load_settings(board=None, settings_file=None, kind=None, overrides=()):
             settings[name.strip()] = int(text)
         except ValueError:
             raise ConfigError("--set %r is not NAME=INTEGER" % item, "for example --set on_delay_ms=5000") from None
-    _warn_unknown(settings)
+    _warn_unknown(settings, firmware_dir)
     return settings
 
 
-def _warn_unknown(settings):
+def _warn_unknown(settings, firmware_dir):
     # The firmware ignores names it does not know, so a misspelt setting would silently keep
     # its default. The warning goes where a person reads the output.
     kind = settings["kind"]
-    known = set(engines.load_firmware_detector().DEFAULTS[kind]) | {"kind", "occupied_below_mm", "vacant_above_mm"}
+    known = set(engines.load_firmware_detector(firmware_dir).DEFAULTS[kind]) | {"kind", "occupied_below_mm", "vacant_above_mm"}
     for name in sorted(set(settings) - known):
         log.warning("detector setting %r is not used by the %s detector: check its spelling", name, kind)
 
 
-def replay(paths, settings, engine="micropython", negative=False, read_options=None):
+def replay(paths, settings, engine="micropython", negative=False, read_options=None, firmware_dir=engines.FIRMWARE_DIR):
     """Replay every trace; return a summary dict (see summarize) with one result per file."""
     read_options = read_options or {}
     files = expand_paths(paths)
-    runner = engines.open_engine(engine)
+    runner = engines.open_engine(engine, firmware_dir)
     results = []
     try:
         for path in files:
@@ -215,14 +216,24 @@ def _columns(ctx, param, value):
 @click.option("--scale", type=float, default=1.0, show_default=True, help="Multiply readings by this before rounding to integers.")
 @click.option("--negative", is_flag=True, help="The files show vehicles passing, never parking: any occupied is false.")
 @click.option("--engine", type=click.Choice(sorted(engines.ENGINES)), default="micropython", show_default=True, help="Where the detector runs.")
+@click.option(
+    "--firmware",
+    "firmware_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=str(engines.FIRMWARE_DIR),
+    help="Folder holding the detector.py to replay, for a detector under development.  [default: the project's firmware/]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def replay_command(paths, board, settings_file, kind, overrides, columns, value, time_column, period_ms, label_column, scale, negative, engine, as_json):
+def replay_command(paths, board, settings_file, kind, overrides, columns, value, time_column, period_ms, label_column, scale, negative, engine, firmware_dir, as_json):
     """Replay recorded sensor traces (files or folders) through the node's detector.
 
     Prints the events each file would report and, where labels exist, how many episodes were
     detected correctly.
     """
-    settings = load_settings(board, settings_file, kind, overrides)
+    firmware_dir = Path(firmware_dir)
+    if not (firmware_dir / "detector.py").is_file():
+        raise ConfigError("%s holds no detector.py" % firmware_dir, "pass the folder that holds it, such as a copy of firmware/")
+    settings = load_settings(board, settings_file, kind, overrides, firmware_dir)
     read_options = {
         "columns": columns,
         "value": value,
@@ -231,7 +242,7 @@ def replay_command(paths, board, settings_file, kind, overrides, columns, value,
         "period_ms": period_ms,
         "scale": scale,
     }
-    summary = replay(paths, settings, engine=engine, negative=negative, read_options=read_options)
+    summary = replay(paths, settings, engine=engine, negative=negative, read_options=read_options, firmware_dir=firmware_dir)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

@@ -159,9 +159,9 @@ class CPythonEngine:
 ENGINES = {"micropython": MicroPythonEngine, "cpython": CPythonEngine}
 
 
-def open_engine(name):
+def open_engine(name, firmware_dir=FIRMWARE_DIR):
     if name not in ENGINES:
         raise ValueError("unknown engine %r" % name)
-    return ENGINES[name]()
+    return ENGINES[name](firmware_dir)
 
 
