@@ -221,7 +221,7 @@ def _columns(ctx, param, value):
     "firmware_dir",
     type=click.Path(exists=True, file_okay=False),
     default=str(engines.FIRMWARE_DIR),
-    help="Folder holding the detector.py to replay, for a detector under development.  [default: the project's firmware/]",
+    help="Folder containing the detector.py to replay, for a detector under development.  [default: the project's firmware/]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def replay_command(paths, board, settings_file, kind, overrides, columns, value, time_column, period_ms, label_column, scale, negative, engine, firmware_dir, as_json):
@@ -232,7 +232,7 @@ def replay_command(paths, board, settings_file, kind, overrides, columns, value,
     """
     firmware_dir = Path(firmware_dir)
     if not (firmware_dir / "detector.py").is_file():
-        raise ConfigError("%s holds no detector.py" % firmware_dir, "pass the folder that holds it, such as a copy of firmware/")
+        raise ConfigError("detector.py not found in %s" % firmware_dir, "pass the folder that contains it, such as a copy of firmware/")
     settings = load_settings(board, settings_file, kind, overrides, firmware_dir)
     read_options = {
         "columns": columns,
