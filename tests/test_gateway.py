@@ -303,18 +303,30 @@ def test_status_missing_db_names_fix(tmp_path, capsys):
     assert "gateway database not found" in capsys.readouterr().err
 
 
-def test_failed_commit_sends_no_ack(gateway, keys):
+@pytest.mark.parametrize("failing_step", ["write", "finish"])
+def test_failed_commit_sends_no_ack(gateway, keys, failing_step):
+    # "write" fails while the rows go in, "finish" in the COMMIT (the fsync) in the writer thread.
     store = gateway.gateway._store
-    real_commit = store.commit
+    real_write = store.write
+    real_finish = store.finish
+    written = []
     failures = []
 
-    def failing_commit(reports, tallies):
-        if reports and not failures:
+    def write(reports, tallies):
+        written.append(len(reports))
+        if failing_step == "write" and reports and not failures:
             failures.append(len(reports))
             raise sqlite3.OperationalError("disk I/O error")
-        return real_commit(reports, tallies)
+        return real_write(reports, tallies)
 
-    store.commit = failing_commit
+    def finish():
+        if failing_step == "finish" and written[-1] and not failures:
+            failures.append(written[-1])
+            raise sqlite3.OperationalError("disk I/O error")
+        real_finish()
+
+    store.write = write
+    store.finish = finish
     with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
         counter, frame = node.state_frame(protocol.STATE_OCCUPIED)
         node.send(frame)

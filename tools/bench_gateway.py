@@ -145,9 +145,35 @@ def ask_gateway(connection, request):
 # ---- the simulated nodes over UDP ----
 
 
-def run_udp_load(address, devices, frames, reports):
+def expected_acks(devices, reports):
+    """Return {ack frame: (device_id, counter)} of every ack the gateway may send for the load.
+
+    The ack of a report is a fixed frame: built here under the device's key, it carries the tag
+    that verifies. So a received ack equal to one of these, byte for byte, is authentic, and the
+    load generator checks each ack by a lookup instead of an HMAC during the run.
+    """
+    acks = {}
+    body = protocol.ack_body(protocol.ACK_STORED)
+    for device_id, key in devices:
+        for counter in range(1, reports + 1):
+            acks[protocol.encode(key, protocol.FRAME_ACK, device_id, counter, body)] = (device_id, counter)
+    return acks
+
+
+def load_figures(reports, elapsed, round_trips, **figures):
+    """Return the figures of one load run: the rate and the round-trip percentiles, plus `figures`."""
+    return {
+        "reports": reports,
+        "elapsed_s": elapsed,
+        "rate": reports / elapsed,
+        "rtt_p50": percentile(round_trips, 0.50),
+        "rtt_p99": percentile(round_trips, 0.99),
+        **figures,
+    }
+
+
+def run_udp_load(address, devices, frames, acks, reports):
     """Deliver every frame of every device, one in flight per device; return measurements."""
-    keys = dict(devices)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
@@ -155,6 +181,8 @@ def run_udp_load(address, devices, frames, reports):
     sock.setblocking(False)
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ)
+    receive = sock.recv
+    clock = time.perf_counter
 
     position = {device_id: 0 for device_id, _ in devices}
     sent_at = {}
@@ -171,39 +199,35 @@ def run_udp_load(address, devices, frames, reports):
         except BlockingIOError:
             pass  # the resend scan sends it again
 
-    started = time.perf_counter()
+    started = clock()
     for device_id, _ in devices:
         send(device_id, started)
     last_scan = started
 
     while done < total:
-        if time.perf_counter() - started > LOAD_TIMEOUT_S:
+        if clock() - started > LOAD_TIMEOUT_S:
             raise TimeoutError("UDP load did not finish in %d s (%d of %d acked)" % (LOAD_TIMEOUT_S, done, total))
         selector.select(0.05)
         while True:
             try:
-                datagram = sock.recv(512)
+                datagram = receive(512)
             except BlockingIOError:
                 break
-            now = time.perf_counter()
-            try:
-                ack = protocol.decode(datagram)
-            except protocol.FrameError:
+            now = clock()
+            acked = acks.get(datagram)
+            if acked is None:
                 bad_acks += 1
                 continue
-            device_id = ack.device_id
-            key = keys.get(device_id)
-            if key is None or ack.type != protocol.FRAME_ACK or not ack.verify(key):
-                bad_acks += 1
-                continue
-            if ack.counter != position[device_id] + 1:
+            device_id, counter = acked
+            index = position[device_id]
+            if counter != index + 1:
                 continue  # an ack for a resend of a frame already acked
             round_trips.append(now - sent_at[device_id])
             done += 1
-            position[device_id] += 1
-            if position[device_id] < reports:
+            position[device_id] = index + 1
+            if index + 1 < reports:
                 send(device_id, now)
-        now = time.perf_counter()
+        now = clock()
         if now - last_scan > RESEND_AFTER_S / 4:
             last_scan = now
             for device_id, index in position.items():
@@ -211,20 +235,12 @@ def run_udp_load(address, devices, frames, reports):
                     resends += 1
                     send(device_id, now)
 
-    elapsed = time.perf_counter() - started
+    elapsed = clock() - started
     sock.close()
-    return {
-        "reports": total,
-        "elapsed_s": elapsed,
-        "rate": total / elapsed,
-        "rtt_p50": percentile(round_trips, 0.50),
-        "rtt_p99": percentile(round_trips, 0.99),
-        "resends": resends,
-        "bad_acks": bad_acks,
-    }
+    return load_figures(total, elapsed, round_trips, resends=resends, bad_acks=bad_acks)
 
 
-def bench_gateway(workdir, devices, frames, reports):
+def bench_gateway(workdir, devices, frames, acks, reports):
     registry_path = workdir / "registry.db"
     db_path = workdir / "gateway.db"
     provision_all(registry_path, devices)
@@ -240,7 +256,7 @@ def bench_gateway(workdir, devices, frames, reports):
 
     server_before = ask_gateway(parent_end, "cpu")
     before = load_cpu_s()
-    load = run_udp_load(address, devices, frames, reports)
+    load = run_udp_load(address, devices, frames, acks, reports)
     load["client_cpu_s"] = load_cpu_s() - before
     server_after = ask_gateway(parent_end, "cpu")
     fuzz = fuzz_live_gateway(address, devices, frames, reports)
@@ -369,43 +385,58 @@ def run_mqtt_groups(groups, until):
             group.client.loop_misc()
 
 
-def bench_mqtt(binary, workdir, devices, frames, reports):
+def bench_broker(binary, workdir, devices, reports, connect, publish, disconnect):
+    """Time one MQTT load against a fresh broker; return its figures.
+
+    connect(port) returns the clients, each with a `round_trips` list, publish(clients) runs the
+    whole load and disconnect(clients) ends it. Only publish() is timed.
+    """
     broker, port = start_broker(binary, workdir)
     try:
-        device_ids = [device_id for device_id, _ in devices]
-        groups = [
-            MqttGroup("bench-%d" % number, port, device_ids[number::MQTT_CLIENTS], frames, reports)
-            for number in range(MQTT_CLIENTS)
-        ]
-        run_mqtt_groups(groups, lambda: all(group.connected for group in groups))
-
+        clients = connect(port)
         started = time.perf_counter()
         client_cpu = load_cpu_s()
         broker_cpu = _process_cpu_s(broker.pid)
-        for group in groups:
-            group.publish_all()
-        run_mqtt_groups(groups, lambda: all(group.remaining == 0 for group in groups))
+        publish(clients)
         elapsed = time.perf_counter() - started
         client_cpu = load_cpu_s() - client_cpu
         broker_cpu = _process_cpu_s(broker.pid) - broker_cpu
-
-        for group in groups:
-            group.client.disconnect()
+        disconnect(clients)
     finally:
         broker.terminate()
         broker.wait(START_TIMEOUT_S)
 
-    round_trips = [sample for group in groups for sample in group.round_trips]
-    total = len(devices) * reports
-    return {
-        "reports": total,
-        "elapsed_s": elapsed,
-        "rate": total / elapsed,
-        "rtt_p50": percentile(round_trips, 0.50),
-        "rtt_p99": percentile(round_trips, 0.99),
-        "cpu_s": broker_cpu,
-        "client_cpu_s": client_cpu,
-    }
+    round_trips = [sample for client in clients for sample in client.round_trips]
+    return load_figures(len(devices) * reports, elapsed, round_trips, cpu_s=broker_cpu, client_cpu_s=client_cpu)
+
+
+def device_groups(devices):
+    """Split the device ids into MQTT_CLIENTS groups of equal size, one per connection."""
+    device_ids = [device_id for device_id, _ in devices]
+    return [device_ids[number::MQTT_CLIENTS] for number in range(MQTT_CLIENTS)]
+
+
+def bench_mqtt(binary, workdir, devices, frames, reports):
+    """Run the load through paho-mqtt clients."""
+
+    def connect(port):
+        groups = [
+            MqttGroup("bench-%d" % number, port, device_ids, frames, reports)
+            for number, device_ids in enumerate(device_groups(devices))
+        ]
+        run_mqtt_groups(groups, lambda: all(group.connected for group in groups))
+        return groups
+
+    def publish(groups):
+        for group in groups:
+            group.publish_all()
+        run_mqtt_groups(groups, lambda: all(group.remaining == 0 for group in groups))
+
+    def disconnect(groups):
+        for group in groups:
+            group.client.disconnect()
+
+    return bench_broker(binary, workdir, devices, reports, connect, publish, disconnect)
 
 
 def mqtt_packet(first_byte, body):
@@ -484,20 +515,18 @@ class RawMqttConnection:
 
 
 def bench_raw_mqtt(binary, workdir, devices, frames, reports):
-    broker, port = start_broker(binary, workdir)
-    try:
-        device_ids = [device_id for device_id, _ in devices]
-        connections = [
-            RawMqttConnection("raw-%d" % number, port, device_ids[number::MQTT_CLIENTS], frames, reports)
-            for number in range(MQTT_CLIENTS)
+    """Run the load through RawMqttConnection clients."""
+
+    def connect(port):
+        return [
+            RawMqttConnection("raw-%d" % number, port, device_ids, frames, reports)
+            for number, device_ids in enumerate(device_groups(devices))
         ]
+
+    def publish(connections):
         selector = selectors.DefaultSelector()
         for connection in connections:
             selector.register(connection.sock, selectors.EVENT_READ, connection)
-
-        started = time.perf_counter()
-        client_cpu = load_cpu_s()
-        broker_cpu = _process_cpu_s(broker.pid)
         for connection in connections:
             connection.publish_all()
         deadline = time.monotonic() + LOAD_TIMEOUT_S
@@ -506,27 +535,13 @@ def bench_raw_mqtt(binary, workdir, devices, frames, reports):
                 raise TimeoutError("MQTT load did not finish in %d s" % LOAD_TIMEOUT_S)
             for key, _ in selector.select(0.1):
                 key.data.on_readable()
-        elapsed = time.perf_counter() - started
-        client_cpu = load_cpu_s() - client_cpu
-        broker_cpu = _process_cpu_s(broker.pid) - broker_cpu
+
+    def disconnect(connections):
         for connection in connections:
             connection.sock.sendall(b"\xe0\x00")  # DISCONNECT
             connection.sock.close()
-    finally:
-        broker.terminate()
-        broker.wait(START_TIMEOUT_S)
 
-    round_trips = [sample for connection in connections for sample in connection.round_trips]
-    total = len(devices) * reports
-    return {
-        "reports": total,
-        "elapsed_s": elapsed,
-        "rate": total / elapsed,
-        "rtt_p50": percentile(round_trips, 0.50),
-        "rtt_p99": percentile(round_trips, 0.99),
-        "cpu_s": broker_cpu,
-        "client_cpu_s": client_cpu,
-    }
+    return bench_broker(binary, workdir, devices, reports, connect, publish, disconnect)
 
 
 def load_cpu_s():
@@ -624,17 +639,9 @@ def fuzz_live_gateway(address, devices, frames, reports, count=50_000, seed=1):
 
 
 def machine_description():
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     # The load average shows how much else ran on the machine, which moves these figures.
     return "%s, %d cores, Linux %s, Python %s, SQLite %s, load average %.1f at the start" % (
-        model,
+        benchdoc.cpu_model(),
         os.cpu_count(),
         platform.release(),
         platform.python_version(),
@@ -745,11 +752,12 @@ def main(argv=None):
     pinned = pin(0, LOAD_CORE)
     devices = make_devices(arguments.devices)
     frames = frames_for(devices, arguments.reports)
+    acks = expected_acks(devices, arguments.reports)
 
     with tempfile.TemporaryDirectory(prefix="baysense-bench-") as directory:
         workdir = Path(directory)
         print("gateway: %d devices x %d reports ..." % (arguments.devices, arguments.reports), flush=True)
-        gateway, fuzz_live = bench_gateway(workdir, devices, frames, arguments.reports)
+        gateway, fuzz_live = bench_gateway(workdir, devices, frames, acks, arguments.reports)
         print(
             "gateway: %.0f reports/s, receive-to-ack p50 %s p99 %s"
             % (gateway["rate"], milliseconds(gateway["p50"]), milliseconds(gateway["p99"])),

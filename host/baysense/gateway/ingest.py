@@ -7,11 +7,13 @@ decisions call for, so tests can drive every check directly.
 """
 
 import logging
+import struct
 import time
 from collections import Counter
 
 from .. import protocol
 from .ratelimit import BucketTable, LogLimiter
+from .signing import DeviceKey
 from .store import Report
 
 log = logging.getLogger(__name__)
@@ -33,9 +35,20 @@ REASON_OLD_COUNTER = "old_counter"  # below the last accepted counter (a replay 
 REASON_REUSED_COUNTER = "reused_counter"  # the last accepted counter with different content
 REASON_COUNTER_JUMP = "counter_jump"
 
+_FRAME_NAMES = {protocol.FRAME_STATE: "state", protocol.FRAME_HEARTBEAT: "heartbeat"}
+_ACCEPTED_TALLY = {frame_type: "accepted_" + name for frame_type, name in _FRAME_NAMES.items()}
+_RESENT_TALLY = {frame_type: "resent_" + name for frame_type, name in _FRAME_NAMES.items()}
+_RESIGNED_TALLY = {frame_type: "resigned_" + name for frame_type, name in _FRAME_NAMES.items()}
+
+# Counter and body length, which follow the device id.
+_COUNTER_AND_BODY_LEN = struct.Struct("!IH")
+
 
 class Decision:
-    """The verdict on one datagram, with the report, device, counter and key to act on it."""
+    """The verdict on one datagram, with the report, device, counter and key to act on it.
+
+    `key` is the device's DeviceKey, which signs the ack.
+    """
 
     __slots__ = ("kind", "reason", "report", "device_id", "counter", "key")
 
@@ -52,14 +65,18 @@ class Decision:
 
 
 class DeviceCounter:
-    """A device's replay state: the last accepted counter and frame tag, under one key."""
+    """A device's replay state: the last accepted frame's counter, tag, type and body, under one key."""
 
-    __slots__ = ("key_id", "counter", "tag", "pending")
+    __slots__ = ("key_id", "counter", "tag", "frame_type", "body", "pending")
 
-    def __init__(self, key_id, counter, tag, pending=None):
+    def __init__(self, key_id, counter, tag, frame_type=None, body=None, pending=None):
         self.key_id = key_id
         self.counter = counter
         self.tag = tag
+        # Type and body tell a frame re-signed after a key rotation from a new one. They are
+        # None when a version 1 database did not hold them.
+        self.frame_type = frame_type
+        self.body = body
         self.pending = pending  # the Report for `counter` until its batch is committed, else None
 
 
@@ -76,12 +93,12 @@ class Ingest:
         self.device_buckets = BucketTable(settings.device_rate, settings.device_burst, settings.max_buckets)
         self.tallies = Counter()
         self.log_limiter = LogLimiter(log, settings.log_burst, settings.log_window_s)
+        self._keys_loaded = None  # the keyring.keys dict that _keys was built from
+        self._keys = {}  # device id as UTF-8 bytes -> DeviceKey
 
     def load(self, counters):
-        """Replace the replay state with `counters` ({device_id: (key_id, counter, tag)})."""
-        self.devices = {
-            device_id: DeviceCounter(kid, counter, tag) for device_id, (kid, counter, tag) in counters.items()
-        }
+        """Replace the replay state with `counters` ({device_id: (key_id, counter, tag, type, body)})."""
+        self.devices = {device_id: DeviceCounter(*state) for device_id, state in counters.items()}
 
     def take_tallies(self):
         """Return the tallies since the last call and start new ones."""
@@ -89,97 +106,154 @@ class Ingest:
         self.tallies = Counter()
         return tallies
 
-    def receive(self, datagram, source):
-        """Check one datagram from `source` ((host, port)) and return a Decision."""
+    def receive(self, datagram, source, now=None):
+        """Check one datagram from `source` ((host, port)) and return a Decision.
+
+        `now` is the receive time on `clock`, for the rate limits; the clock is read when it is None.
+        """
         size = len(datagram)
         if size > protocol.MAX_FRAME:
             return self._reject(protocol.REASON_TOO_LONG, source, "%d bytes, maximum %d", size, protocol.MAX_FRAME)
 
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         if not self.sources.take(source[0], now):
             return self._reject(REASON_RATE_SOURCE, source, "over %.0f frames/s", self.settings.source_rate)
 
+        header = self._read_header(datagram, size)
+        if header is None:
+            return self._reject_malformed(datagram, source)
+        key, frame_type, counter, body_start = header
+
+        signed_size = size - protocol.TAG_SIZE
+        signed = datagram[:signed_size]
+        tag = datagram[signed_size:]
+        if not key.verify(signed, tag):
+            return self._reject(REASON_BAD_MAC, source, "device %r counter %d", key.device_id, counter)
+
+        # After the MAC, so that frames forged in a device's name cannot spend its budget.
+        if not self.device_buckets.take(key.device_id, now):
+            return self._reject(
+                REASON_RATE_DEVICE, source, "device %r over %.0f frames/s", key.device_id, self.settings.device_rate
+            )
+
+        return self._check_counter(key, frame_type, counter, signed[body_start:], tag, source)
+
+    def _read_header(self, datagram, size):
+        """Return (DeviceKey, type, counter, body offset) of a well-formed state or heartbeat
+        frame from a device with a key, else None.
+
+        Every frame that protocol.decode accepts from such a device passes here, without
+        decoding the device id: its bytes are looked up as they are.
+        """
+        if self.keyring.keys is not self._keys_loaded:
+            self._load_keys()
+        if size < protocol.MIN_FRAME or datagram[0] != protocol.VERSION:
+            return None
+        frame_type = datagram[1]
+        if frame_type != protocol.FRAME_STATE and frame_type != protocol.FRAME_HEARTBEAT:
+            return None
+        # At least MIN_FRAME bytes, so a slice cut short by the datagram's end is longer than
+        # any device id and matches no key.
+        id_end = 3 + datagram[2]
+        key = self._keys.get(datagram[3:id_end])
+        if key is None:
+            return None
+        counter, body_len = _COUNTER_AND_BODY_LEN.unpack_from(datagram, id_end)
+        body_start = id_end + 6
+        if body_start + body_len + protocol.TAG_SIZE != size:
+            return None
+        return key, frame_type, counter, body_start
+
+    def _load_keys(self):
+        # Keep the DeviceKey of an unchanged key, because building one hashes the key's pads.
+        keys = self.keyring.keys
+        previous = {key.device_id: key for key in self._keys.values()}
+        table = {}
+        for device_id, (key, kid) in keys.items():
+            device_key = previous.get(device_id)
+            if device_key is None or device_key.key_id != kid:
+                device_key = DeviceKey(device_id, key, kid)
+            table[device_key.raw_id] = device_key
+        self._keys = table
+        self._keys_loaded = keys
+
+    def _reject_malformed(self, datagram, source):
+        # The datagram is not a well-formed frame from a device with a key: decode it again
+        # for the exact reason.
         try:
             frame = protocol.decode(datagram)
         except protocol.FrameError as error:
             return self._reject(error.reason, source, "%s", error)
         if frame.type == protocol.FRAME_ACK:
             return self._reject(REASON_UNEXPECTED_TYPE, source, "ack frame from %r", frame.device_id)
+        if frame.device_id in self.keyring.revoked:
+            return self._reject(REASON_REVOKED_DEVICE, source, "device %r", frame.device_id)
+        if frame.device_id not in self.keyring.keys:
+            return self._reject(REASON_UNKNOWN_DEVICE, source, "device %r", frame.device_id)
+        raise RuntimeError("frame %r #%d decodes but failed the header checks" % (frame.device_id, frame.counter))
 
-        device_id = frame.device_id
-        entry = self.keyring.keys.get(device_id)
-        if entry is None:
-            if device_id in self.keyring.revoked:
-                return self._reject(REASON_REVOKED_DEVICE, source, "device %r", device_id)
-            return self._reject(REASON_UNKNOWN_DEVICE, source, "device %r", device_id)
-        key, kid = entry
-        if not frame.verify(key):
-            return self._reject(REASON_BAD_MAC, source, "device %r counter %d", device_id, frame.counter)
-
-        # After the MAC, so that frames forged in a device's name cannot spend its budget.
-        if not self.device_buckets.take(device_id, now):
-            return self._reject(
-                REASON_RATE_DEVICE, source, "device %r over %.0f frames/s", device_id, self.settings.device_rate
-            )
-
-        return self._check_counter(frame, key, kid, source)
-
-    def _check_counter(self, frame, key, kid, source):
-        device_id = frame.device_id
-        counter = frame.counter
+    def _check_counter(self, key, frame_type, counter, body, tag, source):
+        device_id = key.device_id
         state = self.devices.get(device_id)
-        if state is not None and state.key_id != kid:
+        if state is not None and state.key_id != key.key_id:
+            if counter == state.counter and frame_type == state.frame_type and body == state.body:
+                return self._accept_resigned(key, frame_type, counter, body, tag, source, state)
             # Frames under the old key can no longer verify, so a new key starts a new counter
             # sequence (a re-flashed node may start again from zero).
             log.info("device %r has a new key: its counter sequence starts again", device_id)
             state = None
 
         if state is not None:
-            if counter == state.counter:
-                if not protocol.tags_equal(frame.tag, state.tag):
+            last = state.counter
+            if counter == last:
+                if not protocol.tags_equal(tag, state.tag):
                     return self._reject(REASON_REUSED_COUNTER, source, "device %r counter %d", device_id, counter)
-                self.tallies["resent_" + _FRAME_NAMES[frame.type]] += 1
+                self.tallies[_RESENT_TALLY[frame_type]] += 1
                 if state.pending is not None:
                     return Decision(ACK_LATER, report=state.pending, device_id=device_id, counter=counter, key=key)
                 return Decision(ACK_NOW, device_id=device_id, counter=counter, key=key)
-            if counter < state.counter:
+            if counter < last:
                 return self._reject(
-                    REASON_OLD_COUNTER, source, "device %r counter %d, last accepted %d", device_id, counter, state.counter
+                    REASON_OLD_COUNTER, source, "device %r counter %d, last accepted %d", device_id, counter, last
                 )
-            if counter - state.counter > self.settings.max_counter_jump:
+            if counter - last > self.settings.max_counter_jump:
                 return self._reject(
                     REASON_COUNTER_JUMP,
                     source,
                     "device %r counter %d, last accepted %d, maximum step %d",
                     device_id,
                     counter,
-                    state.counter,
+                    last,
                     self.settings.max_counter_jump,
                 )
 
         try:
-            if frame.type == protocol.FRAME_STATE:
-                fields = protocol.parse_state(frame.body)
+            if frame_type == protocol.FRAME_STATE:
+                fields = protocol.parse_state(body)
             else:
-                fields = protocol.parse_heartbeat(frame.body)
+                fields = protocol.parse_heartbeat(body)
         except protocol.FrameError as error:
             return self._reject(error.reason, source, "device %r counter %d: %s", device_id, counter, error)
 
-        report = Report(
-            device_id=device_id,
-            counter=counter,
-            frame_type=frame.type,
-            body=frame.body,
-            fields=fields,
-            received=time.time(),
-            source="%s:%d" % (source[0], source[1]),
-            key_id=kid,
-            tag=frame.tag,
-            ack_key=key,
-        )
-        self.devices[device_id] = DeviceCounter(kid, counter, frame.tag, report)
-        self.tallies["accepted_" + _FRAME_NAMES[frame.type]] += 1
+        report = Report(device_id, counter, frame_type, body, fields, time.time(), source, key.key_id, tag, [], key)
+        self.devices[device_id] = DeviceCounter(key.key_id, counter, tag, frame_type, body, report)
+        self.tallies[_ACCEPTED_TALLY[frame_type]] += 1
         return Decision(ACCEPTED, report=report, device_id=device_id, counter=counter, key=key)
+
+    def _accept_resigned(self, key, frame_type, counter, body, tag, source, state):
+        # The node re-signs the frames in its outbox after a key rotation, keeping their counters
+        # and bodies. The same counter and body as the last frame accepted under the old key is
+        # therefore that frame, whose ack was lost: it is acknowledged and the new key takes over
+        # the sequence, but the report is not stored again. The report carries only the new key
+        # and tag to the store, so the ack still waits for a durable commit.
+        log.info("device %r re-signed frame #%d under its new key: acknowledged, not stored again", key.device_id, counter)
+        report = Report(
+            key.device_id, counter, frame_type, body, None, time.time(), source, key.key_id, tag, [], key, resigned=True
+        )
+        self.devices[key.device_id] = DeviceCounter(key.key_id, counter, tag, frame_type, body, report)
+        self.tallies[_RESIGNED_TALLY[frame_type]] += 1
+        return Decision(ACCEPTED, report=report, device_id=key.device_id, counter=counter, key=key)
 
     def committed(self, report):
         """Note that `report` is stored, so a retransmission of it is acked at once."""
@@ -193,6 +267,3 @@ class Ingest:
             logging.WARNING, reason, "rejected datagram from %s:%s: %s (" + detail + ")", source[0], source[1], reason, *args
         )
         return Decision(REJECTED, reason=reason)
-
-
-_FRAME_NAMES = {protocol.FRAME_STATE: "state", protocol.FRAME_HEARTBEAT: "heartbeat"}

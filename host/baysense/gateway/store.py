@@ -3,7 +3,9 @@
 Every report is committed (WAL, synchronous=FULL) before the gateway acknowledges it, so an
 acknowledged report survives a crash or power loss. A report is stored and applied only if its
 counter is above the device's stored last counter under the same key (a new key starts a new
-sequence), so a report already stored is never applied twice.
+sequence), so a report already stored is never applied twice. The last accepted frame's type
+and body are kept beside its counter, so that the gateway can still tell a frame re-signed after
+a key rotation from a new one when it restarts.
 
 The reports table is an append-only log in arrival order, with no index on (device, counter):
 the guard on device_counters does the deduplication. Appending writes far fewer pages per commit
@@ -24,7 +26,8 @@ from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# Version 2 added device_counters.last_type and last_body.
+SCHEMA_VERSION = 2
 
 # Seconds SQLite waits for a lock held by another connection, such as `baysense status` reading.
 BUSY_TIMEOUT_S = 10
@@ -35,7 +38,9 @@ CREATE TABLE IF NOT EXISTS device_counters (
     key_id TEXT NOT NULL,
     last_counter INTEGER NOT NULL,
     last_tag BLOB NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    last_type INTEGER,
+    last_body BLOB
 );
 CREATE TABLE IF NOT EXISTS reports (
     id INTEGER PRIMARY KEY,
@@ -76,14 +81,29 @@ CREATE TABLE IF NOT EXISTS stats (
 );
 """
 
+# Version 1 databases lack the last frame's type and body; they are copied from the reports log
+# where it holds the last accepted frame (the copy runs once, when the gateway opens the file).
+MIGRATE_TO_2 = """
+ALTER TABLE device_counters ADD COLUMN last_type INTEGER;
+ALTER TABLE device_counters ADD COLUMN last_body BLOB;
+UPDATE device_counters SET
+    last_type = (SELECT r.frame_type FROM reports r WHERE r.device_id = device_counters.device_id
+                 AND r.key_id = device_counters.key_id AND r.counter = device_counters.last_counter
+                 ORDER BY r.id DESC LIMIT 1),
+    last_body = (SELECT r.body FROM reports r WHERE r.device_id = device_counters.device_id
+                 AND r.key_id = device_counters.key_id AND r.counter = device_counters.last_counter
+                 ORDER BY r.id DESC LIMIT 1);
+"""
+
 
 # The guard makes the upsert change nothing for a counter at or below the stored one under the
 # same key, so a duplicate is detected in the transaction that would store it.
 ADVANCE_COUNTER = (
-    "INSERT INTO device_counters (device_id, key_id, last_counter, last_tag, updated)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
+    "INSERT INTO device_counters (device_id, key_id, last_counter, last_tag, updated, last_type, last_body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
     " key_id = excluded.key_id, last_counter = excluded.last_counter,"
-    " last_tag = excluded.last_tag, updated = excluded.updated"
+    " last_tag = excluded.last_tag, updated = excluded.updated,"
+    " last_type = excluded.last_type, last_body = excluded.last_body"
     " WHERE excluded.key_id != device_counters.key_id"
     " OR excluded.last_counter > device_counters.last_counter"
 )
@@ -122,11 +142,14 @@ class Report:
     body: bytes
     fields: object  # parse_state's tuple or parse_heartbeat's dict
     received: float  # wall-clock time (time.time()) at the gateway
-    source: str
+    source: tuple  # (host, port) the frame came from
     key_id: str
     tag: bytes
     ack_to: list = field(default_factory=list)  # (address, perf_counter at receipt) to ack
-    ack_key: bytes = b""
+    ack_key: object = None  # the DeviceKey that signs the acks
+    # A frame accepted before under the device's old key and re-signed by the node after a key
+    # rotation: only the new key and tag are stored.
+    resigned: bool = False
 
 
 class Store:
@@ -155,8 +178,16 @@ class Store:
                 "upgrade baysense or use another --db",
             )
         if create:
-            self.db.executescript(SCHEMA)
-            self.db.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
+            self._create_or_migrate(version)
+
+    def _create_or_migrate(self, version):
+        # An empty file has version 0; CREATE TABLE IF NOT EXISTS leaves a version 1 file's
+        # tables alone, so their new columns are added by the migration.
+        self.db.executescript(SCHEMA)
+        if version == 1:
+            log.info("upgrading gateway database %s from schema version 1 to %d", self.path, SCHEMA_VERSION)
+            self.db.executescript(MIGRATE_TO_2)
+        self.db.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
 
     def __enter__(self):
         return self
@@ -168,32 +199,78 @@ class Store:
         self.db.close()
 
     def counters(self):
-        """Return {device_id: (key_id, last_counter, last_tag)} of every device seen."""
-        rows = self.db.execute("SELECT device_id, key_id, last_counter, last_tag FROM device_counters")
-        return {row[0]: (row[1], row[2], bytes(row[3])) for row in rows}
+        """Return {device_id: (key_id, last_counter, last_tag, last_type, last_body)} of every device seen.
+
+        The type and body are None where a version 1 database did not hold them.
+        """
+        rows = self.db.execute(
+            "SELECT device_id, key_id, last_counter, last_tag, last_type, last_body FROM device_counters"
+        )
+        return {
+            row[0]: (row[1], row[2], bytes(row[3]), row[4], None if row[5] is None else bytes(row[5])) for row in rows
+        }
 
     def commit(self, reports, stats):
-        """Store reports and add `stats` ({name: count}) in one transaction.
+        """Store reports and add `stats` ({name: count}) in one transaction; return write()'s count."""
+        try:
+            new = self.write(reports, stats)
+            self.finish()
+        except BaseException:
+            self.rollback()
+            raise
+        return new
 
-        Returns how many reports were new. A report whose counter is not above the device's
-        stored one under the same key changes nothing.
+    def write(self, reports, stats):
+        """Begin a transaction, store reports in it and add `stats` ({name: count}).
+
+        finish() commits the transaction and rollback() drops it. Returns how many reports
+        advanced their device's counter. A report whose counter is not above the device's stored
+        one under the same key changes nothing. A re-signed report (Report.resigned) only moves
+        its device's counter row to the new key.
         """
-        with self.db:
-            new = [report for report in reports if self._advance_counter(report)]
-            # executemany keeps the per-row work in SQLite's C code, and it runs the rows in
-            # order, so two reports of one device in a batch apply oldest first.
-            self.db.executemany(INSERT_REPORT, [_report_row(report) for report in new])
-            states = [_state_row(report) for report in new if report.frame_type == protocol.FRAME_STATE]
-            self.db.executemany(UPSERT_BAY, states)
-            beats = [_health_row(report) for report in new if report.frame_type == protocol.FRAME_HEARTBEAT]
-            self.db.executemany(REPLACE_HEALTH, beats)
-            self.db.executemany(ADD_STAT, list(stats.items()))
+        self.db.execute("BEGIN")
+        new = self._advance_counters(reports)
+        stored = [report for report in new if not report.resigned]
+        # executemany keeps the per-row work in SQLite's C code, and it runs the rows in order,
+        # so two reports of one device in a batch apply oldest first.
+        self.db.executemany(INSERT_REPORT, [_report_row(report) for report in stored])
+        states = [_state_row(report) for report in stored if report.frame_type == protocol.FRAME_STATE]
+        self.db.executemany(UPSERT_BAY, states)
+        beats = [_health_row(report) for report in stored if report.frame_type == protocol.FRAME_HEARTBEAT]
+        self.db.executemany(REPLACE_HEALTH, beats)
+        self.db.executemany(ADD_STAT, list(stats.items()))
         return len(new)
 
+    def finish(self):
+        """Commit the transaction that write() began; it is durable when this returns.
+
+        It may run in another thread than write(), but not while the connection is used
+        elsewhere.
+        """
+        self.db.commit()
+
+    def rollback(self):
+        """Drop the transaction that write() began, if it is still open."""
+        self.db.rollback()
+
+    def _advance_counters(self, reports):
+        # Normally every report advances its counter, and one executemany shows it: the changes
+        # it counts equal the rows. Otherwise the rows are undone and run one by one, to find
+        # the reports that are already stored.
+        if not reports:
+            return []
+        self.db.execute("SAVEPOINT advance")
+        advanced = self.db.executemany(ADVANCE_COUNTER, [_counter_row(report) for report in reports]).rowcount
+        if advanced == len(reports):
+            new = reports
+        else:
+            self.db.execute("ROLLBACK TO advance")
+            new = [report for report in reports if self._advance_counter(report)]
+        self.db.execute("RELEASE advance")
+        return new
+
     def _advance_counter(self, report):
-        advanced = self.db.execute(
-            ADVANCE_COUNTER, (report.device_id, report.key_id, report.counter, report.tag, report.received)
-        ).rowcount
+        advanced = self.db.execute(ADVANCE_COUNTER, _counter_row(report)).rowcount
         if not advanced:
             log.info("report %r #%d is already stored, so it is not applied again", report.device_id, report.counter)
         return advanced
@@ -223,7 +300,20 @@ class Store:
         return {row[0]: row[1] for row in self.db.execute("SELECT name, count FROM stats ORDER BY name")}
 
 
+def _counter_row(report):
+    return (
+        report.device_id,
+        report.key_id,
+        report.counter,
+        report.tag,
+        report.received,
+        report.frame_type,
+        report.body,
+    )
+
+
 def _report_row(report):
+    host, port = report.source[:2]
     return (
         report.device_id,
         report.key_id,
@@ -231,7 +321,7 @@ def _report_row(report):
         report.frame_type,
         report.body,
         report.received,
-        report.source,
+        "%s:%d" % (host, port),
     )
 
 

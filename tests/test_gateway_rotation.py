@@ -1,0 +1,272 @@
+"""A frame stored under a device's old key whose ack was lost, then re-signed after a key rotation.
+
+The node re-signs the frames in its outbox with the new key at its next boot, keeping their
+counters and bodies (docs/node.md). The gateway acknowledges the re-signed copy of the last frame
+it stored under the old key and stores nothing, before and after a gateway restart. A board that
+was wiped and provisioned again starts a new sequence at counter 1 under its new key, and its
+frames are stored.
+"""
+
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+from baysense import protocol
+from baysense.cli import main
+from baysense.gateway.keys import key_id
+from baysense.gateway.server import GatewayThread
+from baysense.gateway.settings import Settings
+from baysense.gateway.simnode import SimNode, provision
+from baysense.gateway.store import Store
+
+import node_harness as harness
+
+DEVICE_ID = "bay-1"
+# Seconds a test waits for a condition, and a socket for an ack that must not come.
+WAIT_S = 10
+SILENCE_S = 0.3
+
+FAST = Settings(stats_flush_s=0.05, registry_poll_s=0.1)
+
+
+def wait_for(predicate, timeout=WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return predicate()
+
+
+def stored(db_path):
+    with Store(db_path) as store:
+        return store.reports(DEVICE_ID), store.stats(), store.counters()
+
+
+def rotate(registry):
+    """Give DEVICE_ID a new key in the registry, as `baysense provision --rotate-key` does."""
+    key = provision(registry, [DEVICE_ID])[DEVICE_ID]
+    time.sleep(3 * FAST.registry_poll_s)  # a running gateway polls the registry
+    return key
+
+
+def store_without_ack(gateway, key):
+    """Deliver state frame #1 of DEVICE_ID, then send #2 without reading its ack; return #2 decoded."""
+    with SimNode(DEVICE_ID, key, gateway.address) as node:
+        node.report_state(protocol.STATE_OCCUPIED)
+        _, frame = node.state_frame(protocol.STATE_VACANT, value=2600)
+        node.send(frame)
+    assert wait_for(lambda: len(stored(gateway.gateway.db_path)[0]) == 2)
+    return protocol.decode(frame)
+
+
+def resign(key, frame):
+    return protocol.encode(key, frame.type, frame.device_id, frame.counter, frame.body)
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return tmp_path / "registry.db"
+
+
+@pytest.fixture
+def old_key(registry):
+    return provision(registry, [DEVICE_ID])[DEVICE_ID]
+
+
+@pytest.fixture
+def gateway(tmp_path, registry, old_key):
+    thread = GatewayThread(tmp_path / "gateway.db", registry, settings=FAST)
+    thread.start()
+    yield thread
+    thread.stop()
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted"])
+def test_resigned_frame_acked_not_stored(tmp_path, registry, old_key, gateway, restart):
+    db_path = tmp_path / "gateway.db"
+    frame = store_without_ack(gateway, old_key)
+    new_key = rotate(registry)
+    if restart:
+        # The new gateway loads the replay state, the last frame's body included, from the store.
+        gateway.stop()
+        gateway = GatewayThread(db_path, registry, settings=FAST)
+        gateway.start()
+    try:
+        with SimNode(DEVICE_ID, new_key, gateway.address, counter=frame.counter) as node:
+            node.deliver(frame.counter, resign(new_key, frame))
+            next_counter = node.report_state(protocol.STATE_OCCUPIED)
+    finally:
+        gateway.stop()
+
+    reports, stats, counters = stored(db_path)
+    assert [(report["counter"], report["key_id"]) for report in reports] == [
+        (1, key_id(old_key)),
+        (frame.counter, key_id(old_key)),
+        (next_counter, key_id(new_key)),
+    ]
+    assert next_counter == frame.counter + 1
+    assert stats.get("resigned_state") == 1
+    assert counters[DEVICE_ID][:2] == (key_id(new_key), next_counter)
+
+
+def test_resigned_frame_resent_acked_again(tmp_path, registry, old_key, gateway):
+    frame = store_without_ack(gateway, old_key)
+    new_key = rotate(registry)
+    with SimNode(DEVICE_ID, new_key, gateway.address, counter=frame.counter) as node:
+        resigned = resign(new_key, frame)
+        node.deliver(frame.counter, resigned)
+        node.deliver(frame.counter, resigned)
+    gateway.stop()
+
+    reports, stats, counters = stored(tmp_path / "gateway.db")
+    assert [report["counter"] for report in reports] == [1, frame.counter]
+    assert stats.get("resigned_state") == 1
+    assert stats.get("resent_state") == 1
+    assert counters[DEVICE_ID][:3] == (key_id(new_key), frame.counter, resigned[-protocol.TAG_SIZE :])
+
+
+def test_new_key_other_body_stored(tmp_path, registry, old_key, gateway):
+    # The same counter with another body under the new key is a new frame of a new sequence.
+    frame = store_without_ack(gateway, old_key)
+    new_key = rotate(registry)
+    with SimNode(DEVICE_ID, new_key, gateway.address, counter=frame.counter - 1) as node:
+        counter = node.report_state(protocol.STATE_OCCUPIED, value=frame.counter)
+    gateway.stop()
+
+    reports, stats, _ = stored(tmp_path / "gateway.db")
+    assert counter == frame.counter
+    assert [(report["counter"], report["key_id"]) for report in reports] == [
+        (1, key_id(old_key)),
+        (frame.counter, key_id(old_key)),
+        (counter, key_id(new_key)),
+    ]
+    assert "resigned_state" not in stats
+
+
+def test_wiped_board_new_sequence_stored(tmp_path, registry, old_key, gateway):
+    store_without_ack(gateway, old_key)
+    new_key = rotate(registry)
+    with SimNode(DEVICE_ID, new_key, gateway.address, counter=0) as wiped:
+        first = wiped.report_state(protocol.STATE_OCCUPIED)
+        second = wiped.report_state(protocol.STATE_VACANT)
+    gateway.stop()
+
+    reports, stats, counters = stored(tmp_path / "gateway.db")
+    assert (first, second) == (1, 2)
+    assert [(report["counter"], report["key_id"]) for report in reports][2:] == [
+        (1, key_id(new_key)),
+        (2, key_id(new_key)),
+    ]
+    assert counters[DEVICE_ID][:2] == (key_id(new_key), 2)
+    assert "resigned_state" not in stats
+
+
+def test_old_key_frame_after_resign_rejected(tmp_path, registry, old_key, gateway):
+    db_path = tmp_path / "gateway.db"
+    frame = store_without_ack(gateway, old_key)
+    new_key = rotate(registry)
+    with SimNode(DEVICE_ID, new_key, gateway.address, counter=frame.counter) as node:
+        node.deliver(frame.counter, resign(new_key, frame))
+    with SimNode(DEVICE_ID, old_key, gateway.address, counter=frame.counter) as old:
+        counter, stale = old.state_frame(protocol.STATE_FAULT)
+        old.send(stale)
+        acked = old.wait_ack(counter, SILENCE_S)
+
+    assert not acked
+    assert wait_for(lambda: stored(db_path)[1].get("rejected_bad_mac") == 1)
+    assert [report["counter"] for report in stored(db_path)[0]] == [1, frame.counter]
+
+
+class AckDropper:
+    """A UDP relay on loopback between a node and the gateway that can drop the gateway's answers."""
+
+    def __init__(self, gateway_address):
+        self.gateway_address = gateway_address
+        self.dropping = False
+        self.dropped = 0
+        self.node_side = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.node_side.bind(("127.0.0.1", 0))
+        self.gateway_side = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.gateway_side.bind(("127.0.0.1", 0))
+        self.address = self.node_side.getsockname()
+        self._node_address = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._relay, daemon=True)
+        self._thread.start()
+
+    def _relay(self):
+        while not self._stopping:
+            readable, _, _ = select.select([self.node_side, self.gateway_side], [], [], 0.05)
+            for sock in readable:
+                datagram, source = sock.recvfrom(2048)
+                if sock is self.node_side:
+                    self._node_address = source
+                    self.gateway_side.sendto(datagram, self.gateway_address)
+                elif self.dropping:
+                    self.dropped += 1
+                elif self._node_address is not None:
+                    self.node_side.sendto(datagram, self._node_address)
+
+    def close(self):
+        self._stopping = True
+        self._thread.join(WAIT_S)
+        self.node_side.close()
+        self.gateway_side.close()
+
+
+def test_board_rotation_after_lost_ack_stores_once(tmp_path):
+    registry = tmp_path / "registry.db"
+    old_key = provision(registry, [DEVICE_ID])[DEVICE_ID]
+    gateway = harness.start_gateway(tmp_path, registry)
+    relay = AckDropper(gateway.address)
+    db = tmp_path / "gateway.db"
+    board_def = harness.fast_board()
+    state_dir = tmp_path / "board"
+    harness.install(state_dir, harness.node_config(DEVICE_ID, old_key, relay.address, board_def))
+    board = harness.start_board(state_dir, board_def)
+    outbox = board.fs_dir / "outbox.log"
+    try:
+        assert harness.wait_for(lambda: harness.state_reports(db, DEVICE_ID)), "no state report after boot"
+        assert harness.wait_for(lambda: not outbox.exists()), "the boot report was not acknowledged"
+
+        relay.dropping = True
+        before = len(harness.state_reports(db, DEVICE_ID))
+        board.stimulus.set(distance_mm=harness.OCCUPIED_MM)
+        lost = harness.wait_for(lambda: harness.state_reports(db, DEVICE_ID)[before:])
+        assert lost == [(lost[0][0], "occupied")], "the change was not stored once under the old key"
+        assert harness.wait_for(lambda: relay.dropped >= 2), "the node did not resend the unacknowledged frame"
+
+        status = main(
+            [
+                "provision",
+                "--port",
+                board.port,
+                "--device-id",
+                DEVICE_ID,
+                "--gateway",
+                "%s:%d" % relay.address,
+                "--registry",
+                str(registry),
+                "--rotate-key",
+            ]
+        )
+        assert status == 0
+        assert harness.wait_for(lambda: "re-signed or dropped 1 frame(s)" in harness.serial_log(state_dir)), (
+            "the node did not re-sign its outbox after the rotation"
+        )
+        relay.dropping = False
+
+        assert harness.wait_for(lambda: not outbox.exists()), "the re-signed frame was not acknowledged"
+        reports = harness.reports(db, DEVICE_ID)
+        assert [report["counter"] for report in reports].count(lost[0][0]) == 1
+        assert harness.wait_for(lambda: harness.gateway_stats(db).get("resigned_state") == 1)
+        assert harness.gateway_stats(db).get("rejected_bad_mac", 0) == 0
+    finally:
+        board.stop()
+        relay.close()
+        gateway.stop()
