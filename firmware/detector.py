@@ -66,14 +66,26 @@ MAX_ACTIVITY_SAMPLES = const(64)
 # spanned, so such a window is only taken at calibration_max_ms.
 MAX_CALIBRATION_SAMPLES = const(96)
 
-# Defaults per kind. The magnetometer values were tuned on recorded parking episodes (see
-# docs/detector.md); a board's "detector" section overrides any of them.
+# Defaults per kind. The magnetometer values were tuned on recorded parking episodes, and the
+# ultrasonic values follow from a ranger's noise and a vehicle's speed (see docs/detector.md).
+# A board's "detector" section overrides any of them.
 DEFAULTS = {
     "ultrasonic": {
         "on_delay_ms": 2000,
         "off_delay_ms": 3000,
+        "entry_min_ms": 3000,
+        "exit_min_ms": 2000,
+        "gap_ms": 1000,
         "fault_after_ms": 5000,
         "stuck_after_ms": 0,
+        "calibration_ms": 3000,
+        "calibration_spread_mm": 80,
+        "level_band_min_mm": 100,
+        "level_band_noise_percent": 300,
+        "activity_band_min_mm": 60,
+        "activity_band_noise_percent": 300,
+        "activity_samples": 3,
+        "drift_samples": 64,
         "valid_min_mm": 20,
         "valid_max_mm": 4500,
     },
@@ -207,13 +219,14 @@ class Spread:
 
 
 class Detector:
-    """Vacant/occupied/fault decision for one bay.
-
-    `settings` is a board's "detector" section plus "kind"; missing keys take DEFAULTS[kind].
-    The faults, the stuck-reading check and the range check are common; the decision itself
-    is a ThresholdDecision (ultrasonic, presence) or a FieldDecision (magnetometer). After
-    __init__, update() and fault() allocate nothing.
-    """
+    # Vacant/occupied/fault decision for one bay.
+    #
+    # `settings` is a board's "detector" section plus "kind"; missing keys take DEFAULTS[kind].
+    # The faults, the stuck-reading check and the range check are common. The decision itself
+    # is a DistanceDecision (ultrasonic), a ThresholdDecision (presence) or a FieldDecision
+    # (magnetometer). After __init__, update() and fault() allocate nothing. The classes of
+    # this file carry comments, not docstrings: a docstring takes heap while the file is
+    # compiled from source, as `baysense replay` does in an ESP32-sized heap.
 
     def __init__(self, settings):
         kind = settings.get("kind", KIND_ULTRASONIC)
@@ -225,6 +238,8 @@ class Detector:
         self.stuck_after_ms = _setting(settings, defaults, "stuck_after_ms")
         if kind == KIND_MAGNETOMETER:
             self.decision = FieldDecision(settings, defaults)
+        elif kind == KIND_ULTRASONIC:
+            self.decision = DistanceDecision(settings, defaults)
         else:
             self.decision = ThresholdDecision(kind, settings, defaults)
         self.valid_min = self.decision.valid_min
@@ -245,7 +260,7 @@ class Detector:
         return self.decision.phase
 
     def update(self, value, now_ms):
-        """Feed one reading; return True when self.state changed."""
+        # Feed one reading; return True when self.state changed.
         if value < self.valid_min or value > self.valid_max:
             return self.fault(FAULT_OUT_OF_RANGE, now_ms)
 
@@ -267,11 +282,9 @@ class Detector:
         return True
 
     def fault(self, reason, now_ms):
-        """Record a sensor fault; the state becomes fault once faults last fault_after_ms.
-
-        A valid sample in between restarts the count, so one lost echo or I2C glitch is
-        absorbed. Return True when self.state changed.
-        """
+        # Record a sensor fault; the state becomes fault once faults last fault_after_ms.
+        # A valid sample in between restarts the count, so one lost echo or I2C glitch is
+        # absorbed. Return True when self.state changed.
         if not self._faulting:
             self._faulting = True
             self._fault_since = now_ms
@@ -287,17 +300,16 @@ class Detector:
         return True
 
     def calibrate(self):
-        """Re-learn the vacant baseline from the next samples (magnetometer only).
-
-        The other kinds use fixed thresholds and ignore this. The reported state is kept
-        until the calibration ends, then it is vacant.
-        """
-        if self.kind == KIND_MAGNETOMETER:
+        # Re-learn the empty bay's baseline from the next samples; call it while the bay is
+        # vacant. A presence input has no baseline and ignores this. The magnetometer keeps
+        # the reported state until the calibration ends, then it is vacant. The ultrasonic
+        # kind decides on its absolute thresholds until then.
+        if self.kind != KIND_PRESENCE:
             self.decision.restart()
 
 
 class ThresholdDecision:
-    """Fixed thresholds with time hysteresis: ultrasonic distance, or a 0/1 presence input."""
+    # Fixed thresholds with time hysteresis: ultrasonic distance, or a 0/1 presence input.
 
     def __init__(self, kind, settings, defaults):
         self.on_delay_ms = _setting(settings, defaults, "on_delay_ms")
@@ -320,12 +332,12 @@ class ThresholdDecision:
             self.valid_max = _setting(settings, defaults, "valid_max_mm")
         self.value = 0
         self.phase = PHASE_VACANT
-        self._decided = STATE_VACANT
+        self.decided = STATE_VACANT
         self._pending = NO_WISH
         self._pending_since = 0
 
     def restart(self):
-        self._decided = NO_WISH
+        self.decided = NO_WISH
         self._pending = NO_WISH
 
     def resume(self):
@@ -342,7 +354,7 @@ class ThresholdDecision:
         else:
             wish = NO_WISH  # between the thresholds: keep the current decision
 
-        if wish == NO_WISH or wish == self._decided:
+        if wish == NO_WISH or wish == self.decided:
             self._pending = NO_WISH
             return wish
         if wish != self._pending:
@@ -352,10 +364,189 @@ class ThresholdDecision:
         delay = self.on_delay_ms if wish == STATE_OCCUPIED else self.off_delay_ms
         if ticks_diff(now_ms, self._pending_since) < delay:
             return NO_WISH
-        self._decided = wish
+        self.decided = wish
         self._pending = NO_WISH
         self.phase = PHASE_OCCUPIED if wish == STATE_OCCUPIED else PHASE_VACANT
         return wish
+
+
+# Settings of the ultrasonic decision, read into attributes of the same names. A loop over
+# names keeps detector.py small enough to compile from source in an ESP32-sized heap.
+DISTANCE_SETTINGS = (
+    "occupied_below_mm",
+    "vacant_above_mm",
+    "entry_min_ms",
+    "exit_min_ms",
+    "gap_ms",
+    "calibration_ms",
+    "calibration_spread_mm",
+    "level_band_min_mm",
+    "level_band_noise_percent",
+    "activity_band_min_mm",
+    "activity_band_noise_percent",
+)
+
+# The ultrasonic decision's state, all 0 at first. The baseline (the empty bay's distance),
+# band and activity_band are in mm, and the other names are times in ms, sums and flags.
+# Each is created in __init__, so setting one per sample never grows the instance's dict
+# (an allocation).
+DISTANCE_STATE = (
+    "baseline",
+    "band",
+    "activity_band",
+    "_baseline_fixed",
+    "_sum",
+    "_high",
+    "_calibration_since",
+    "_disturbed_at",
+    "_event_since",
+    "_settling",
+    "_exit_pending",
+)
+
+
+class DistanceDecision(ThresholdDecision):
+    # Ultrasonic: the distance against the empty bay's, and the transients of a vehicle.
+    #
+    # The ThresholdDecision underneath decides on the distance, with the board's absolute
+    # thresholds until the empty bay's distance (the floor, or the far wall of a side-mounted
+    # sensor) has been learned. Then a vehicle is a distance shorter than that baseline by more
+    # than the level band (or at most occupied_below_mm), and the empty bay one within half
+    # the band. So a car that shows in the distance comes and goes with the on and off delays.
+    #
+    # A car can also read like the empty bay, when its sloped bonnet or glass sends the echo
+    # away or its distance is within the noise. Only its transients show it: while it drives
+    # in or out, the readings swing between bumper, bonnet, roof and floor, and the spread of
+    # the last activity_samples readings exceeds the activity band.
+    #
+    # vacant -> arriving: the readings swing.
+    # arriving -> occupied: they swung (gaps shorter than gap_ms bridged) over entry_min_ms,
+    #     longer than a person or a car driving through takes to cross the beam.
+    # arriving -> vacant: no swing for gap_ms first (a passer-by).
+    # occupied -> leaving: an exit transient starts, once the entry's readings were quiet
+    #     for off_delay_ms.
+    # leaving -> vacant: the transient lasted exit_min_ms, then quiet for off_delay_ms.
+    # leaving -> occupied: shorter than exit_min_ms (a person, a door).
+
+    def __init__(self, settings, defaults):
+        ThresholdDecision.__init__(self, KIND_ULTRASONIC, settings, defaults)
+        for name in DISTANCE_SETTINGS:
+            setattr(self, name, _setting(settings, defaults, name))
+        self._drift_shift = _shift_for(_setting(settings, defaults, "drift_samples"))
+        activity = _setting(settings, defaults, "activity_samples")
+        if not 2 <= activity <= MAX_ACTIVITY_SAMPLES:
+            raise ValueError("activity_samples %d is out of range: set it to 2..%d" % (activity, MAX_ACTIVITY_SAMPLES))
+        self._spread = Spread(activity)
+        for name in DISTANCE_STATE:
+            setattr(self, name, 0)
+        self.restart()
+
+    def restart(self):
+        # Learn the baseline afresh. The absolute thresholds decide until it is learned.
+        self.phase = PHASE_CALIBRATING
+        self.occupied_below = self.occupied_below_mm
+        self.vacant_above = self.vacant_above_mm
+        self._calibration_count = 0
+        self._spread.clear()
+        self._hidden = False
+
+    def resume(self):
+        # Decide afresh after a fault, on the distance alone and against the baseline learned
+        # before it. A car may have come or gone during the fault, and its transient is lost.
+        # NOTE: so a car the distance does not show resumes as vacant, and its exit then
+        # reads as an arrival: the bay shows occupied until the next long transient.
+        ThresholdDecision.restart(self)
+        self._spread.clear()
+        self._hidden = False
+        if self.phase != PHASE_CALIBRATING:
+            self.phase = PHASE_RESUMING
+
+    def decide(self, value, now_ms):
+        spread = self._spread.push(value)
+        phase = self.phase
+        wish = ThresholdDecision.decide(self, value, now_ms)
+        if phase == PHASE_CALIBRATING:
+            # Learn from a window of calibration_ms in which the spread stayed within
+            # calibration_spread_mm and the thresholds decided vacant (so every reading was at
+            # or beyond vacant_above_mm): nothing moved under the sensor and no vehicle stood
+            # there. Its mean is the empty bay's distance, and its largest spread the noise.
+            # A vehicle, or an obstacle nearer than an empty bay can be, would hide the next
+            # car if it were learned, so the window restarts after it.
+            self.phase = phase
+            if spread > self.calibration_spread_mm or wish != STATE_VACANT:
+                self._calibration_count = 0
+            if not self._calibration_count:
+                self._calibration_since = now_ms
+                self._sum = 0
+                self._high = 0
+            self._calibration_count += 1
+            self._sum += value
+            self._high = max(self._high, spread)
+            if ticks_diff(now_ms, self._calibration_since) < self.calibration_ms:
+                return wish
+            noise = self._high
+            self.band = max(self.level_band_min_mm, noise * self.level_band_noise_percent // 100)
+            self.activity_band = max(self.activity_band_min_mm, noise * self.activity_band_noise_percent // 100)
+            self._baseline_fixed = (self._sum // self._calibration_count) << _FIXED_SHIFT
+            # No transient yet: the last swing gap_ms ago ended and lasted nothing.
+            self._event_since = self._disturbed_at = now_ms - self.gap_ms
+            # Learned: this sample places the thresholds, below.
+        decided = self.decided
+        if decided != STATE_VACANT:
+            # A car that shows in the distance, or no decision yet after a fault.
+            self.phase = PHASE_RESUMING if decided == NO_WISH else PHASE_OCCUPIED
+            self._hidden = False
+            return decided
+
+        # The latest transient: its first and last swing, with gaps shorter than gap_ms
+        # bridged. A vehicle standing near without swinging is left to the thresholds.
+        if spread > self.activity_band:
+            if ticks_diff(now_ms, self._disturbed_at) >= self.gap_ms:
+                self._event_since = now_ms
+            self._disturbed_at = now_ms
+        lasted = ticks_diff(self._disturbed_at, self._event_since)
+        swing_over = ticks_diff(now_ms, self._disturbed_at) >= self.gap_ms
+        quiet = ticks_diff(now_ms, self._disturbed_at) >= self.off_delay_ms
+
+        if self._hidden:
+            if self._settling:
+                # The entry's transient is no exit: the exit is the next one after a quiet time.
+                self._settling = not quiet
+                self._event_since = self._disturbed_at
+            elif lasted >= self.exit_min_ms:
+                self._exit_pending = True
+            if self._exit_pending and quiet:
+                self._hidden = False
+                self.phase = PHASE_VACANT
+                return STATE_VACANT
+            self.phase = PHASE_OCCUPIED if swing_over else PHASE_LEAVING
+            return STATE_OCCUPIED
+
+        if swing_over:
+            self.phase = PHASE_VACANT
+            if wish != STATE_VACANT:
+                return STATE_VACANT  # nearer than the empty bay: no drift
+            # A slow change without a transient is drift, such as the speed of sound changing
+            # with the air's temperature. A farther distance is followed too: the calibration
+            # learned something that has gone, such as a car parked at boot.
+            self._baseline_fixed += ((value << _FIXED_SHIFT) - self._baseline_fixed) >> self._drift_shift
+            baseline = self._baseline_fixed >> _FIXED_SHIFT
+            self.baseline = baseline
+            self.occupied_below = max(self.occupied_below_mm, baseline - self.band)
+            self.vacant_above = max(baseline - self.band // 2, self.occupied_below + 1)
+            return STATE_VACANT
+        self.phase = PHASE_ARRIVING
+        if lasted < self.entry_min_ms:
+            return STATE_VACANT
+        # Swinging for longer than a passer-by takes, and not standing near: a car that
+        # reads like the empty bay has stopped.
+        # NOTE: a car crawling through slower than about 5 km/h swings as long as one parking.
+        # It is taken as an arrival, and the bay shows occupied until the next long transient.
+        self.phase = PHASE_OCCUPIED
+        self._hidden = True
+        self._settling = True
+        self._exit_pending = False
+        return STATE_OCCUPIED
 
 
 class FieldDecision:

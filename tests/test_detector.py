@@ -9,7 +9,7 @@ import sys
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from mpy import scenarios
+from mpy import ranger_traces, scenarios
 from mpy.helpers import FIRMWARE_DIR
 
 sys.path.insert(0, str(FIRMWARE_DIR))
@@ -162,6 +162,188 @@ def test_moving_sum_over_window():
     assert window.push(9) == 18
     assert window.full()
     assert window.push(12) == 27
+
+
+# ---- ultrasonic: baseline, drift and vehicle transients ----------------------------------
+#
+# The traces come from tests/mpy/ranger_traces.py, which describes what they model: an
+# HC-SR04 2600 mm above the floor, a sample every 250 ms, and cars, people and drives-through.
+
+FLOOR = ranger_traces.FLOOR_MM
+RANGER_MS = ranger_traces.PERIOD_MS
+ENTRY_MIN_MS = firmware.DEFAULTS["ultrasonic"]["entry_min_ms"]
+
+
+def test_ultrasonic_calibrates_empty_bay():
+    detector = firmware.Detector(ULTRASONIC)
+    times, values = ranger_traces.Recorder(seed=1).steady(5000).trace()
+    assert feed(detector, times, values) == []
+    assert detector.phase == firmware.PHASE_VACANT
+    assert abs(detector.decision.baseline - FLOOR) <= ranger_traces.NOISE_MM
+    assert detector.decision.band == firmware.DEFAULTS["ultrasonic"]["level_band_min_mm"]
+
+
+def test_ultrasonic_hidden_car_seen_by_transients():
+    # The parked car reads like the empty bay: only its entry and exit show it.
+    times, values, (arrival, leaving, departure) = ranger_traces.hidden_car(seed=2)
+    events = feed(firmware.Detector(ULTRASONIC), times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+    assert arrival + ENTRY_MIN_MS <= events[0][0] <= arrival + ENTRY_MIN_MS + 1000
+    assert departure <= events[1][0] <= departure + ULTRASONIC["off_delay_ms"] + 1000
+
+
+def test_ultrasonic_hidden_car_jsn_sr04t_noise():
+    times, values, _ = ranger_traces.hidden_car(noise_mm=ranger_traces.JSN_NOISE_MM, seed=3)
+    detector = firmware.Detector(ULTRASONIC)
+    events = feed(detector, times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+    # The activity band grew with the learned noise, above its floor.
+    assert detector.decision.activity_band > firmware.DEFAULTS["ultrasonic"]["activity_band_min_mm"]
+
+
+def test_ultrasonic_drive_through_ignored():
+    times, values = ranger_traces.drive_through(seed=4)
+    assert feed(firmware.Detector(ULTRASONIC), times, values) == []
+
+
+def test_ultrasonic_walk_through_ignored():
+    times, values = ranger_traces.walk_through(seed=5)
+    assert feed(firmware.Detector(ULTRASONIC), times, values) == []
+
+
+def test_ultrasonic_person_beside_hidden_car():
+    # A person walks under the sensor while the car is parked: too short for an exit.
+    recorder = ranger_traces.Recorder(seed=6).steady(10000).swing(5000).steady(30000)
+    recorder.passer(1400).steady(30000)
+    events = feed(firmware.Detector(ULTRASONIC), *recorder.trace())
+    assert states(events) == [firmware.STATE_OCCUPIED]
+
+
+def test_ultrasonic_low_bonnet_seen_by_level():
+    # 1850 mm is beyond vacant_above_mm (1700), but 750 mm short of the learned floor.
+    recorder = ranger_traces.Recorder(seed=7).steady(10000).steady(20000, ranger_traces.BONNET_MM).steady(20000)
+    events = feed(firmware.Detector(ULTRASONIC), *recorder.trace())
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+    assert events[0][0] == 10000 + ULTRASONIC["on_delay_ms"]
+    assert events[1][0] == 30000 + ULTRASONIC["off_delay_ms"]
+
+
+def test_ultrasonic_drift_followed_while_vacant():
+    # The air warms by about 9 degrees over 10 min: the floor reads 40 mm nearer.
+    recorder = ranger_traces.Recorder(seed=8).steady(10000).drift(600000, FLOOR, FLOOR - 40).steady(20000, FLOOR - 40)
+    detector = firmware.Detector(ULTRASONIC)
+    assert feed(detector, *recorder.trace()) == []
+    assert abs(detector.decision.baseline - (FLOOR - 40)) <= ranger_traces.NOISE_MM
+
+
+def test_ultrasonic_no_drift_while_occupied():
+    recorder = ranger_traces.Recorder(seed=9).steady(10000).steady(600000, 2200)
+    detector = firmware.Detector(ULTRASONIC)
+    assert states(feed(detector, *recorder.trace())) == [firmware.STATE_OCCUPIED]
+    assert abs(detector.decision.baseline - FLOOR) <= ranger_traces.NOISE_MM
+
+
+def test_ultrasonic_car_at_boot_not_learned():
+    # A car is parked under the sensor at boot, then leaves, and only then is the floor learned.
+    recorder = ranger_traces.Recorder(seed=10).steady(20000, 900).swing(3000).steady(20000)
+    detector = firmware.Detector(ULTRASONIC)
+    times, values = recorder.trace()
+    events = feed(detector, times[:80], values[:80])
+    assert states(events) == [firmware.STATE_OCCUPIED]
+    assert detector.phase == firmware.PHASE_CALIBRATING
+    assert states(feed(detector, times[80:], values[80:])) == [firmware.STATE_VACANT]
+    assert abs(detector.decision.baseline - FLOOR) <= ranger_traces.NOISE_MM
+
+
+def test_ultrasonic_calibrate_relearns_floor():
+    detector = firmware.Detector(ULTRASONIC)
+    feed(detector, *ranger_traces.Recorder(seed=11).steady(10000).trace())
+    detector.calibrate()
+    assert detector.phase == firmware.PHASE_CALIBRATING
+    moved = ranger_traces.Recorder(seed=12, start_ms=10000).steady(10000, 3000).trace()
+    assert feed(detector, *moved) == []
+    assert abs(detector.decision.baseline - 3000) <= ranger_traces.NOISE_MM
+
+
+def test_ultrasonic_fault_keeps_baseline():
+    # The low bonnet stays through an 8 s loss of echoes: occupied again, on the old
+    # baseline, because the absolute thresholds alone would read 1850 mm as vacant.
+    recorder = ranger_traces.Recorder(seed=13).steady(10000).steady(60000, ranger_traces.BONNET_MM)
+    detector = firmware.Detector(ULTRASONIC)
+    events = []
+    for now, value in zip(*recorder.trace()):
+        if 30000 <= now < 38000:
+            changed = detector.fault(firmware.FAULT_NO_ECHO, now)
+        else:
+            changed = detector.update(value, now)
+        if changed:
+            events.append((now, detector.state))
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_FAULT, firmware.STATE_OCCUPIED]
+    assert events[2][0] == 38000 + ULTRASONIC["on_delay_ms"]
+
+
+def test_ultrasonic_no_echo_under_hidden_car_is_fault():
+    times, values, (arrival, leaving, _) = ranger_traces.hidden_car(seed=14)
+    detector = firmware.Detector(ULTRASONIC)
+    events = []
+    for now, value in zip(times, values):
+        if now >= leaving - 10000:
+            changed = detector.fault(firmware.FAULT_NO_ECHO, now)
+        else:
+            changed = detector.update(value, now)
+        if changed:
+            events.append((now, detector.state))
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_FAULT]
+    assert detector.reason == firmware.FAULT_NO_ECHO
+
+
+def test_invalid_activity_samples_raise():
+    with pytest.raises(ValueError, match="activity_samples"):
+        firmware.Detector(dict(ULTRASONIC, activity_samples=1))
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(
+    entry_ms=st.integers(4000, 6000),
+    parked_ms=st.integers(10000, 120000),
+    exit_ms=st.integers(3000, 5000),
+    noise=st.integers(0, ranger_traces.JSN_NOISE_MM),
+    seed=st.integers(0, 10000),
+)
+def test_hidden_car_one_episode(entry_ms, parked_ms, exit_ms, noise, seed):
+    times, values, _ = ranger_traces.hidden_car(entry_ms, parked_ms, exit_ms, noise_mm=noise, seed=seed)
+    events = feed(firmware.Detector(ULTRASONIC), times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(
+    car_ms=st.integers(500, 2100),
+    person_ms=st.integers(300, 1400),
+    person_mm=st.integers(800, 1500),
+    noise=st.integers(0, ranger_traces.JSN_NOISE_MM),
+    seed=st.integers(0, 10000),
+)
+def test_passers_by_no_events(car_ms, person_ms, person_mm, noise, seed):
+    # A car driving through at 10 km/h or faster, then a person walking through.
+    recorder = ranger_traces.Recorder(noise_mm=noise, seed=seed).steady(10000).swing(car_ms).steady(10000)
+    recorder.passer(person_ms, person_mm).steady(10000)
+    assert feed(firmware.Detector(ULTRASONIC), *recorder.trace()) == []
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(
+    parked_mm=st.integers(800, FLOOR - 150),
+    parked_ms=st.integers(3000, 60000),
+    noise=st.integers(0, ranger_traces.JSN_NOISE_MM),
+    seed=st.integers(0, 10000),
+)
+def test_visible_car_one_episode(parked_mm, parked_ms, noise, seed):
+    # Any steady distance 150 mm or more short of the floor is a car, at or beyond 1700 mm too.
+    recorder = ranger_traces.Recorder(noise_mm=noise, seed=seed).steady(10000).swing(2000)
+    recorder.steady(parked_ms, parked_mm).swing(2000).steady(20000)
+    events = feed(firmware.Detector(ULTRASONIC), *recorder.trace())
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
 
 
 # ---- magnetometer ------------------------------------------------------------------------
