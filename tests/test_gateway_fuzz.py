@@ -1,6 +1,8 @@
-"""Hypothesis fuzzing of the gateway's datagram handler (ingest checks and the server's dispatch)."""
+"""Hypothesis fuzzing of the gateway's datagram handler (ingest checks and the server's dispatch)
+and of its fast header checks and HMAC against the protocol module."""
 
 import asyncio
+import hmac
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,6 +12,7 @@ from baysense.gateway.ingest import ACCEPTED, ACK_LATER, ACK_NOW, REJECTED, Inge
 from baysense.gateway.keys import key_id
 from baysense.gateway.server import Gateway
 from baysense.gateway.settings import Settings
+from baysense.gateway.signing import DeviceKey
 
 KEYS = {"bay-1": bytes(range(32)), "bay-2": bytes(range(32, 64))}
 SOURCE = ("127.0.0.1", 40000)
@@ -118,3 +121,39 @@ def test_server_handler_fuzz_never_raises(tmp_path, sequence):
         assert frame.type == protocol.FRAME_ACK
         assert (frame.device_id, frame.counter) == (device_id, counter)
         assert frame.verify(KEYS[device_id])
+
+
+@settings(max_examples=400, deadline=None)
+@given(datagrams())
+def test_header_checks_match_decode(datagram):
+    """Ingest reads well-formed headers from raw bytes; it must pass exactly what decode passes."""
+    ingest = fresh_ingest()
+    header = ingest._read_header(datagram, len(datagram))
+    try:
+        frame = protocol.decode(datagram)
+    except protocol.FrameError:
+        frame = None
+    expected = frame is not None and frame.type != protocol.FRAME_ACK and frame.device_id in KEYS
+
+    assert (header is not None) == expected
+    if header is not None:
+        key, frame_type, counter, body_start = header
+        assert key.device_id == frame.device_id
+        assert frame_type == frame.type
+        assert counter == frame.counter
+        assert datagram[body_start : len(datagram) - protocol.TAG_SIZE] == frame.body
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(KEYS)), st.integers(0, 2**32 - 1), st.binary(max_size=protocol.MAX_BODY))
+def test_device_key_matches_protocol(device_id, counter, body):
+    key = DeviceKey(device_id, KEYS[device_id], key_id(KEYS[device_id]))
+    frame = protocol.encode(KEYS[device_id], protocol.FRAME_STATE, device_id, counter, body)
+    signed, tag = frame[: -protocol.TAG_SIZE], frame[-protocol.TAG_SIZE :]
+
+    assert key.tag(signed) == hmac.digest(KEYS[device_id], signed, "sha256")
+    assert key.verify(signed, tag)
+    assert not key.verify(signed, bytes(protocol.TAG_SIZE))
+    assert key.ack(counter) == protocol.encode(
+        KEYS[device_id], protocol.FRAME_ACK, device_id, counter, protocol.ack_body(protocol.ACK_STORED)
+    )

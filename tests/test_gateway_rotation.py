@@ -8,6 +8,7 @@ frames are stored.
 """
 
 import select
+import sqlite3
 import socket
 import threading
 import time
@@ -270,3 +271,46 @@ def test_board_rotation_after_lost_ack_stores_once(tmp_path):
         board.stop()
         relay.close()
         gateway.stop()
+
+
+VERSION_1_TABLES = """
+CREATE TABLE device_counters (device_id TEXT PRIMARY KEY, key_id TEXT NOT NULL,
+    last_counter INTEGER NOT NULL, last_tag BLOB NOT NULL, updated REAL NOT NULL);
+CREATE TABLE reports (id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, key_id TEXT NOT NULL,
+    counter INTEGER NOT NULL, frame_type INTEGER NOT NULL, body BLOB NOT NULL,
+    received REAL NOT NULL, source TEXT NOT NULL);
+PRAGMA user_version = 1;
+"""
+
+
+def test_version1_database_keeps_last_body(tmp_path, registry, old_key):
+    # A database written before the last frame's type and body were kept: the upgrade copies
+    # them from the reports log, so the re-signed frame is still recognised.
+    db_path = tmp_path / "gateway.db"
+    body = protocol.state_body(protocol.STATE_VACANT, 0, 1234, 2600)
+    frame = protocol.decode(protocol.encode(old_key, protocol.FRAME_STATE, DEVICE_ID, 7, body))
+    with sqlite3.connect(db_path) as db:
+        db.executescript(VERSION_1_TABLES)
+        db.execute(
+            "INSERT INTO device_counters VALUES (?, ?, ?, ?, ?)", (DEVICE_ID, key_id(old_key), 7, frame.tag, 1.0)
+        )
+        db.execute(
+            "INSERT INTO reports (device_id, key_id, counter, frame_type, body, received, source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (DEVICE_ID, key_id(old_key), 7, protocol.FRAME_STATE, body, 1.0, "127.0.0.1:9"),
+        )
+    db.close()
+
+    with Store(db_path) as store:
+        counters = store.counters()
+        version = store.db.execute("PRAGMA user_version").fetchone()[0]
+    assert counters[DEVICE_ID] == (key_id(old_key), 7, frame.tag, protocol.FRAME_STATE, body)
+    assert version == 2
+
+    new_key = rotate(registry)
+    with GatewayThread(db_path, registry, settings=FAST) as gateway:
+        with SimNode(DEVICE_ID, new_key, gateway.address, counter=7) as node:
+            node.deliver(7, resign(new_key, frame))
+    reports, stats, _ = stored(db_path)
+    assert [report["counter"] for report in reports] == [7]
+    assert stats.get("resigned_state") == 1

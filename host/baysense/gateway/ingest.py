@@ -237,9 +237,16 @@ class Ingest:
             return self._reject(error.reason, source, "device %r counter %d: %s", device_id, counter, error)
 
         report = Report(device_id, counter, frame_type, body, fields, time.time(), source, key.key_id, tag, [], key)
-        self.devices[device_id] = DeviceCounter(key.key_id, counter, tag, frame_type, body, report)
+        if state is None:
+            self.devices[device_id] = DeviceCounter(key.key_id, counter, tag, frame_type, body, report)
+        else:
+            state.counter = counter
+            state.tag = tag
+            state.frame_type = frame_type
+            state.body = body
+            state.pending = report
         self.tallies[_ACCEPTED_TALLY[frame_type]] += 1
-        return Decision(ACCEPTED, report=report, device_id=device_id, counter=counter, key=key)
+        return Decision(ACCEPTED, None, report, device_id, counter, key)
 
     def _accept_resigned(self, key, frame_type, counter, body, tag, source, state):
         # The node re-signs the frames in its outbox after a key rotation, keeping their counters
