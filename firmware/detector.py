@@ -225,8 +225,8 @@ class Detector:
     # The faults, the stuck-reading check and the range check are common. The decision itself
     # is a DistanceDecision (ultrasonic), a ThresholdDecision (presence) or a FieldDecision
     # (magnetometer). After __init__, update() and fault() allocate nothing. The classes of
-    # this file carry comments, not docstrings: a docstring takes heap while the file is
-    # compiled from source, as `baysense replay` does in an ESP32-sized heap.
+    # this file carry comments, not docstrings: a node compiling the source itself (deployed
+    # with .py files) needs heap for every docstring.
 
     def __init__(self, settings):
         kind = settings.get("kind", KIND_ULTRASONIC)

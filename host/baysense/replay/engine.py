@@ -10,12 +10,14 @@ import json
 import logging
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DeviceError
+from ..deploy import compile_module
+from ..errors import ConfigError, DeviceError
 from ..paths import FIRMWARE_DIR, micropython_command
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,11 @@ class MicroPythonEngine:
     name = "micropython"
 
     def __init__(self, firmware_dir=FIRMWARE_DIR):
-        environment = dict(os.environ, MICROPYPATH=str(firmware_dir))
+        # The interpreter loads detector.mpy from mpy-cross, as a node does: compiling the
+        # source on the device takes more heap than a node has left once it runs.
+        self._build = tempfile.TemporaryDirectory(prefix="baysense-replay-")
+        compile_module(Path(firmware_dir) / "detector.py", "detector.py", Path(self._build.name) / "detector.mpy")
+        environment = dict(os.environ, MICROPYPATH=self._build.name)
         argv = micropython_command() + ["-X", "heapsize=" + HEAP_SIZE, str(RUNNER)]
         log.debug("starting %s", " ".join(argv))
         self._process = subprocess.Popen(
@@ -124,13 +130,19 @@ class MicroPythonEngine:
                 self._process.wait()
         self._process.stdout.close()
         self._process.stderr.close()
+        self._build.cleanup()
 
 
 def load_firmware_detector(firmware_dir=FIRMWARE_DIR):
     """Load firmware/detector.py as a module of this process (it is not in a package)."""
     spec = importlib.util.spec_from_file_location("baysense_firmware_detector", Path(firmware_dir) / "detector.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise ConfigError(
+            "invalid Python in %s, line %s: %s" % (error.filename, error.lineno, error.msg), "fix the detector source"
+        ) from None
     return module
 
 
