@@ -21,7 +21,7 @@ from baysense.gateway.keys import key_id
 from baysense.gateway.server import GatewayThread
 from baysense.gateway.settings import Settings
 from baysense.gateway.simnode import SimNode, provision
-from baysense.gateway.store import Store
+from baysense.gateway.store import Report, Store
 
 import node_harness as harness
 
@@ -279,13 +279,17 @@ CREATE TABLE device_counters (device_id TEXT PRIMARY KEY, key_id TEXT NOT NULL,
 CREATE TABLE reports (id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, key_id TEXT NOT NULL,
     counter INTEGER NOT NULL, frame_type INTEGER NOT NULL, body BLOB NOT NULL,
     received REAL NOT NULL, source TEXT NOT NULL);
+CREATE TABLE bays (device_id TEXT PRIMARY KEY, state TEXT NOT NULL, since REAL NOT NULL,
+    counter INTEGER NOT NULL, reason INTEGER NOT NULL, detected_ms INTEGER NOT NULL,
+    value INTEGER NOT NULL, changes INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL);
 PRAGMA user_version = 1;
 """
 
 
-def test_version1_database_keeps_last_body(tmp_path, registry, old_key):
+def test_version1_database_upgraded(tmp_path, registry, old_key):
     # A database written before the last frame's type and body were kept: the upgrade copies
-    # them from the reports log, so the re-signed frame is still recognised.
+    # them from the reports log, so the re-signed frame is still recognised, and moves the bay
+    # states beside the counters.
     db_path = tmp_path / "gateway.db"
     body = protocol.state_body(protocol.STATE_VACANT, 0, 1234, 2600)
     frame = protocol.decode(protocol.encode(old_key, protocol.FRAME_STATE, DEVICE_ID, 7, body))
@@ -299,13 +303,18 @@ def test_version1_database_keeps_last_body(tmp_path, registry, old_key):
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (DEVICE_ID, key_id(old_key), 7, protocol.FRAME_STATE, body, 1.0, "127.0.0.1:9"),
         )
+        db.execute("INSERT INTO bays VALUES (?, 'vacant', 0.5, 7, 0, 1234, 2600, 3, 1.0)", (DEVICE_ID,))
     db.close()
 
     with Store(db_path) as store:
         counters = store.counters()
+        bays = store.bays()
         version = store.db.execute("PRAGMA user_version").fetchone()[0]
     assert counters[DEVICE_ID] == (key_id(old_key), 7, frame.tag, protocol.FRAME_STATE, body)
-    assert version == 2
+    assert [(bay["state"], bay["since"], bay["state_counter"], bay["value"], bay["changes"]) for bay in bays] == [
+        ("vacant", 0.5, 7, 2600, 3)
+    ]
+    assert version == 3
 
     new_key = rotate(registry)
     with GatewayThread(db_path, registry, settings=FAST) as gateway:
@@ -314,3 +323,52 @@ def test_version1_database_keeps_last_body(tmp_path, registry, old_key):
     reports, stats, _ = stored(db_path)
     assert [report["counter"] for report in reports] == [7]
     assert stats.get("resigned_state") == 1
+
+
+def make_report(counter, frame_type, key, resigned=False):
+    if frame_type == protocol.FRAME_STATE:
+        body = protocol.state_body(protocol.STATE_OCCUPIED, 0, counter, counter)
+        fields = protocol.parse_state(body)
+    else:
+        body = protocol.heartbeat_body(60, 1, 50000, -60, 0, 0, "1.0")
+        fields = protocol.parse_heartbeat(body)
+    tag = protocol.encode(key, frame_type, DEVICE_ID, counter, body)[-protocol.TAG_SIZE :]
+    return Report(DEVICE_ID, counter, frame_type, body, fields, 1.0, ("127.0.0.1", 9), key_id(key), tag, resigned=resigned)
+
+
+def test_store_batch_keeps_arrival_order(tmp_path):
+    # A heartbeat under the old key, then a wiped board's first state under the new key, in one
+    # transaction: the counter row must end under the new key, as the frames arrived.
+    old_key, new_key = bytes(range(32)), bytes(range(1, 33))
+    with Store(tmp_path / "gateway.db") as store:
+        stored_count = store.commit(
+            [make_report(7, protocol.FRAME_HEARTBEAT, old_key), make_report(1, protocol.FRAME_STATE, new_key)], {}
+        )
+        counters = store.counters()
+        bays = store.bays()
+
+    assert stored_count == 2
+    assert counters[DEVICE_ID][:2] == (key_id(new_key), 1)
+    assert bays[0]["state"] == "occupied"
+    assert bays[0]["state_counter"] == 1
+    assert bays[0]["uptime_s"] == 60
+
+
+def test_store_skips_report_already_stored(tmp_path):
+    key = bytes(range(32))
+    with Store(tmp_path / "gateway.db") as store:
+        store.commit([make_report(5, protocol.FRAME_STATE, key)], {})
+        stored_count = store.commit(
+            [make_report(5, protocol.FRAME_STATE, key), make_report(6, protocol.FRAME_HEARTBEAT, key)], {}
+        )
+        reports = store.reports(DEVICE_ID)
+        bays = store.bays()
+
+    assert stored_count == 1
+    assert [(report["counter"], report["frame_type"]) for report in reports] == [
+        (5, protocol.FRAME_STATE),
+        (6, protocol.FRAME_HEARTBEAT),
+    ]
+    assert bays[0]["counter"] == 6
+    assert bays[0]["state_counter"] == 5
+    assert bays[0]["changes"] == 1
