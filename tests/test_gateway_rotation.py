@@ -239,7 +239,7 @@ def test_board_rotation_after_lost_ack_stores_once(tmp_path):
         before = len(harness.state_reports(db, DEVICE_ID))
         board.stimulus.set(distance_mm=harness.OCCUPIED_MM)
         lost = harness.wait_for(lambda: harness.state_reports(db, DEVICE_ID)[before:])
-        assert lost == [(lost[0][0], "occupied")], "the change was not stored once under the old key"
+        assert [state for _, state in lost] == ["occupied"], "the change was not stored once under the old key"
         assert harness.wait_for(lambda: relay.dropped >= 2), "the node did not resend the unacknowledged frame"
 
         status = main(
@@ -264,9 +264,12 @@ def test_board_rotation_after_lost_ack_stores_once(tmp_path):
 
         assert harness.wait_for(lambda: not outbox.exists()), "the re-signed frame was not acknowledged"
         reports = harness.reports(db, DEVICE_ID)
-        assert [report["counter"] for report in reports].count(lost[0][0]) == 1
-        assert harness.wait_for(lambda: harness.gateway_stats(db).get("resigned_state") == 1)
-        assert harness.gateway_stats(db).get("rejected_bad_mac", 0) == 0
+        assert [report["counter"] for report in reports].count(lost[0][0]) == 1, "the frame was stored twice"
+        # Resends under the old key that reach the gateway after the registry changed are
+        # rejected as bad_mac, so that tally depends on timing and is not checked here.
+        assert harness.wait_for(lambda: harness.gateway_stats(db).get("resigned_state") == 1), (
+            "the gateway did not count the re-signed frame"
+        )
     finally:
         board.stop()
         relay.close()
