@@ -103,13 +103,17 @@ DEFAULTS = {
         "hold_ms": 1000,
         "return_offset_percent": 500,
         "return_ms": 1500,
-        "departure_offset_percent": 33,
+        "departure_offset_percent": 27,
+        "departure_spread_percent": 250,
+        "departure_overshoot_percent": 150,
+        "departure_confirm_ms": 9000,
+        "departure_confirm_return_percent": 100,
         "rearm_ms": 5000,
         "smooth_samples": 16,
         "second_smooth_samples": 3,
         "activity_samples": 8,
         "vacant_below_delta": 8,
-        "occupied_above_delta": 60,
+        "occupied_above_delta": 75,
         "level_band_iqr_percent": 150,
         "level_band_noise_percent": 250,
         "activity_band_calibration_percent": 40,
@@ -559,14 +563,18 @@ class FieldDecision:
 
     vacant -> arriving: the field starts changing, no sooner than rearm_ms after a departure.
     arriving -> occupied: the field kept changing or stayed off the baseline for on_delay_ms,
-        longer than a passing vehicle takes (gaps shorter than gap_ms are bridged).
+        longer than a passing vehicle takes (gaps shorter than gap_ms are bridged), or it
+        already stood still well off the baseline for hold_ms.
     arriving -> vacant: it went quiet and back to the baseline first (a passer-by).
     occupied, still settling -> vacant: a short stay, the field stood still well off the
         baseline for hold_ms and is back on it for return_ms.
     occupied -> leaving: the field starts changing again, after it had settled.
     leaving -> vacant: it went quiet for off_delay_ms within occupied_above_delta of the
         baseline, after a transient of at least exit_min_ms (a departure manoeuvre), or back
-        at (or much nearer to) the baseline after sitting off it.
+        at (or much nearer to) the baseline after sitting off it. A weak transient (small
+        spread, no swing beyond the parked level and the baseline) must stay quiet for
+        departure_confirm_ms instead, because a parked car rolling a little can move the field
+        back onto the baseline for several seconds.
     leaving -> occupied: a short disturbance, or a vehicle moving within the bay.
     """
 
@@ -583,6 +591,10 @@ class FieldDecision:
         self.return_offset_percent = get(settings, defaults, "return_offset_percent")
         self.hold_ms = get(settings, defaults, "hold_ms")
         self.departure_offset_percent = get(settings, defaults, "departure_offset_percent")
+        self.departure_spread_percent = get(settings, defaults, "departure_spread_percent")
+        self.departure_overshoot_percent = get(settings, defaults, "departure_overshoot_percent")
+        self.departure_confirm_ms = get(settings, defaults, "departure_confirm_ms")
+        self.departure_confirm_return_percent = get(settings, defaults, "departure_confirm_return_percent")
         self.rearm_ms = get(settings, defaults, "rearm_ms")
         self.calibration_max_ms = get(settings, defaults, "calibration_max_ms")
         self.band_min = get(settings, defaults, "vacant_below_delta")
@@ -614,6 +626,7 @@ class FieldDecision:
         self._second_average = MovingSum(second)
         self._smooth_divisor = first * second
         self._spread = Spread(activity)
+        self._transient = Transient()
         self._calibration_values = array("i", [0] * MAX_CALIBRATION_SAMPLES)
         self._calibration_times = array("i", [0] * MAX_CALIBRATION_SAMPLES)
         self._sorted = array("i", [0] * MAX_CALIBRATION_SAMPLES)
@@ -668,6 +681,7 @@ class FieldDecision:
         self._returned_since = -1
         self._rearming = False
         self._vacated_at = 0
+        self._confirming = False
 
     def decide(self, value, now_ms):
         # Two moving averages in cascade. An average over N samples nulls the multiples of
@@ -698,7 +712,7 @@ class FieldDecision:
         quiet = ticks_diff(now_ms, self._disturbed_at) >= self.off_delay_ms
         if phase == PHASE_OCCUPIED:
             return self._occupied(smooth, spread, offset, active, quiet, now_ms)
-        return self._leaving(smooth, offset, quiet, now_ms)
+        return self._leaving(smooth, spread, offset, quiet, now_ms)
 
     def _resuming(self, smooth, offset, now_ms):
         if not self._second_average.full():
@@ -747,10 +761,11 @@ class FieldDecision:
         if ticks_diff(now_ms, self._present_at) >= self.gap_ms:
             self.phase = PHASE_VACANT  # it passed by
             return STATE_VACANT
-        if ticks_diff(now_ms, self._event_since) < self.on_delay_ms:
+        # Present for longer than a passing vehicle takes, or already standing still far off
+        # the baseline (a car that creeps in changes the field late and slowly): it has
+        # stopped. It may still be manoeuvring, so its field is followed until it is quiet.
+        if ticks_diff(now_ms, self._event_since) < self.on_delay_ms and not self._stood_still:
             return STATE_VACANT
-        # Present for longer than a passing vehicle takes: it has stopped. It may still be
-        # manoeuvring, so its field is followed until the field is quiet.
         self.phase = PHASE_OCCUPIED
         self._settling = True
         self._level_fixed = smooth << _FIXED_SHIFT
@@ -766,6 +781,8 @@ class FieldDecision:
         elif active:
             self.phase = PHASE_LEAVING
             self._event_since = now_ms
+            self._transient.start(smooth)
+            self._confirming = False
         else:
             self._level_fixed += ((smooth << _FIXED_SHIFT) - self._level_fixed) >> self._drift_shift
         return STATE_OCCUPIED
@@ -801,30 +818,44 @@ class FieldDecision:
             self._returned_since = now_ms
         return ticks_diff(now_ms, self._returned_since) >= self.return_ms
 
-    def _leaving(self, smooth, offset, quiet, now_ms):
+    def _leaving(self, smooth, spread, offset, quiet, now_ms):
+        self._transient.push(smooth, spread)
         if not quiet:
             return STATE_OCCUPIED
+
         band = self.band
         lasted = ticks_diff(self._disturbed_at, self._event_since)
-        parked_offset = (self._level_fixed - self._baseline_fixed) >> _FIXED_SHIFT
+        parked = self._level_fixed >> _FIXED_SHIFT
+        baseline = self._baseline_fixed >> _FIXED_SHIFT
+        parked_offset = parked - baseline
         if parked_offset < 0:
             parked_offset = -parked_offset
-        moved = smooth - (self._level_fixed >> _FIXED_SHIFT)
+        moved = smooth - parked
         if moved < 0:
             moved = -moved
+
         # A car that stood off the baseline left if the field is back on the baseline, or
         # much nearer to it than to the parked level (the empty bay's field may have moved).
         # NOTE: a car that moves off the sensor and back within its stay reads as a
-        # departure and a new arrival; docs/detector.md counts these misses.
+        # departure and a new arrival. Only a weak transient waits for confirmation first, and
+        # docs/detector.md counts the misses left.
         nearer = offset <= band or offset * 100 <= moved * self.departure_offset_percent
-        departed = nearer and parked_offset > band
+        departed = (nearer and parked_offset > band) or lasted >= self.exit_min_ms
         if offset > self.band_max:
             # An offset above occupied_above_delta always counts as a vehicle, so a field
             # that ends there is a vehicle that moved within the bay, however long the
             # transient lasted.
             departed = False
-            lasted = 0
-        if lasted >= self.exit_min_ms or departed:
+        elif self._confirming:
+            # A weak departure remains valid while the field's distance from the baseline is
+            # at most departure_confirm_return_percent % of its distance from the parked level.
+            departed = offset * 100 <= moved * self.departure_confirm_return_percent
+        if departed and self._needs_confirming(parked, baseline):
+            self._confirming = True
+            if ticks_diff(now_ms, self._disturbed_at) < self.departure_confirm_ms:
+                return STATE_OCCUPIED
+
+        if departed:
             if offset > band:
                 # A departure that ends off the old baseline: the empty bay's field moved.
                 self._baseline_fixed = smooth << _FIXED_SHIFT
@@ -832,6 +863,18 @@ class FieldDecision:
         self.phase = PHASE_OCCUPIED
         self._level_fixed = smooth << _FIXED_SHIFT
         return STATE_OCCUPIED
+
+    def _needs_confirming(self, parked, baseline):
+        # A car driving off swings the field hard or beyond both its parked level and the
+        # baseline. A transient that does neither may be a parked car rolling a little. Once
+        # a departure waits, a later transient restarts the wait instead of ending it.
+        if self._confirming:
+            return True
+        transient = self._transient
+        if transient.peak_spread * 100 >= self.activity_band * self.departure_spread_percent:
+            return False
+        swing = transient.overshoot(parked, baseline)
+        return swing * 100 < self.band * self.departure_overshoot_percent
 
     def _vacate(self, now_ms):
         self.phase = PHASE_VACANT
@@ -941,3 +984,36 @@ class FieldDecision:
                 j -= 1
             ordered[j + 1] = sample
         return ordered[size >> 1]
+
+
+class Transient:
+    # Shape of one field transient: its largest spread and the highest and lowest field.
+
+    def __init__(self):
+        self.start(0)
+
+    def start(self, smooth):
+        self.peak_spread = 0
+        self.high = smooth
+        self.low = smooth
+
+    def push(self, smooth, spread):
+        if spread > self.peak_spread:
+            self.peak_spread = spread
+        if smooth > self.high:
+            self.high = smooth
+        elif smooth < self.low:
+            self.low = smooth
+
+    def overshoot(self, level, other_level):
+        # Return how far the field swung beyond the span between two levels, in counts.
+        if level > other_level:
+            high, low = level, other_level
+        else:
+            high, low = other_level, level
+        beyond = self.high - high
+        if low - self.low > beyond:
+            beyond = low - self.low
+        if beyond < 0:
+            return 0
+        return beyond

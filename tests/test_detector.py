@@ -433,7 +433,7 @@ def test_field_departure_ending_near_baseline():
 
 def test_field_move_far_off_baseline_not_departure():
     # A car standing on the empty bay's level moves for 6 s and ends 150 counts off it,
-    # beyond occupied_above_delta (60): still a car, however long the transient.
+    # beyond occupied_above_delta (75): still a car, however long the transient.
     segments = [(20000, 300, 300, 0), (8000, 300, 300, 120), (30000, 300, 300, 0), (6000, 300, 450, 120), (30000, 450, 450, 0)]
     times, values = field_segments(segments, seed=4)
     events = feed(firmware.Detector(MAGNETOMETER), times, values)
