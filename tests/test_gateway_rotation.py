@@ -184,7 +184,7 @@ def test_old_key_frame_after_resign_rejected(tmp_path, registry, old_key, gatewa
 
 
 class AckDropper:
-    """A UDP relay on loopback between a node and the gateway that can drop the gateway's answers."""
+    """A UDP relay on loopback between a node and the gateway that can drop the gateway's acks."""
 
     def __init__(self, gateway_address):
         self.gateway_address = gateway_address

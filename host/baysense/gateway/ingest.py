@@ -74,7 +74,7 @@ class DeviceCounter:
         self.counter = counter
         self.tag = tag
         # Type and body tell a frame re-signed after a key rotation from a new one. They are
-        # None when a version 1 database did not hold them.
+        # None when a version 1 database did not contain them.
         self.frame_type = frame_type
         self.body = body
         self.pending = pending  # the Report for `counter` until its batch is committed, else None
@@ -109,7 +109,7 @@ class Ingest:
     def receive(self, datagram, source, now=None):
         """Check one datagram from `source` ((host, port)) and return a Decision.
 
-        `now` is the receive time on `clock`, for the rate limits; the clock is read when it is None.
+        `now` is the receive time on `clock`, for the rate limits. When it is None, the clock is read.
         """
         size = len(datagram)
         if size > protocol.MAX_FRAME:

@@ -2,9 +2,9 @@
 
 HMAC (RFC 2104) hashes the key XOR-ed with two fixed pads before the message. Those two SHA-256
 states depend only on the key, so they are computed once per key here and copied per frame.
-That halves the compression rounds of a short frame's HMAC, and with CPython 3.11 on x86-64 it
-took 0.5 us a frame against 1.3 us for `hmac.digest` (measured with timeit on 61-byte
-messages). The tags equal `protocol.encode`'s, which the gateway tests check.
+That halves the compression rounds of a short frame's HMAC. With CPython 3.11 and OpenSSL 3 on
+one AMD EPYC core it took 0.5 us a 61-byte frame against 1.3 us for `hmac.digest` (timeit).
+The tags equal `protocol.encode`'s, which tests/test_gateway_fuzz.py checks.
 """
 
 import hashlib
