@@ -4,31 +4,13 @@ import time
 from collections import OrderedDict
 
 
-class TokenBucket:
-    """Allows `rate` events per second on average and `burst` at once."""
-
-    __slots__ = ("rate", "burst", "tokens", "stamp")
-
-    def __init__(self, rate, burst, now):
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = now
-
-    def take(self, now):
-        """Spend one token; return False when none is left."""
-        elapsed = now - self.stamp
-        if elapsed > 0:
-            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-            self.stamp = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
 class BucketTable:
-    """One token bucket per key, at most `max_buckets` of them (least recently used dropped)."""
+    """One token bucket per key, at most `max_buckets` of them (least recently used dropped).
+
+    Each bucket allows `rate` events per second on average and `burst` at once. A bucket is a
+    list [tokens, time of the last refill] that take() updates itself, which saves a method call
+    on the gateway's path: it takes from two buckets for every datagram.
+    """
 
     def __init__(self, rate, burst, max_buckets):
         self.rate = rate
@@ -37,15 +19,24 @@ class BucketTable:
         self._buckets = OrderedDict()
 
     def take(self, key, now):
-        bucket = self._buckets.get(key)
+        """Spend one token of `key`'s bucket at time `now` (seconds); return False if none is left."""
+        buckets = self._buckets
+        bucket = buckets.get(key)
         if bucket is None:
-            bucket = TokenBucket(self.rate, self.burst, now)
-            self._buckets[key] = bucket
-            if len(self._buckets) > self.max_buckets:
-                self._buckets.popitem(last=False)
+            bucket = [self.burst, now]
+            buckets[key] = bucket
+            if len(buckets) > self.max_buckets:
+                buckets.popitem(last=False)
         else:
-            self._buckets.move_to_end(key)
-        return bucket.take(now)
+            buckets.move_to_end(key)
+            elapsed = now - bucket[1]
+            if elapsed > 0:
+                bucket[0] = min(self.burst, bucket[0] + elapsed * self.rate)
+                bucket[1] = now
+        if bucket[0] < 1.0:
+            return False
+        bucket[0] -= 1.0
+        return True
 
     def __len__(self):
         return len(self._buckets)
