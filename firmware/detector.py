@@ -109,6 +109,10 @@ DEFAULTS = {
         "departure_confirm_ms": 9000,
         "departure_confirm_return_percent": 100,
         "rearm_ms": 5000,
+        "creep_delta": 12,
+        "creep_ms": 2000,
+        "creep_samples": 256,
+        "calibration_shift_delta": 25,
         "smooth_samples": 16,
         "second_smooth_samples": 3,
         "activity_samples": 8,
@@ -155,7 +159,7 @@ def _clamp(value, low, high):
 
 
 class MovingSum:
-    """Sum of the last `size` values, in a preallocated ring; push() allocates nothing."""
+    # Sum of the last `size` values, in a preallocated ring; push() allocates nothing.
 
     def __init__(self, size):
         self.size = size
@@ -171,7 +175,7 @@ class MovingSum:
         return self._count == self.size
 
     def push(self, value):
-        """Add a value; return the sum over the window, scaled up while it is still filling."""
+        # Add a value; return the sum over the window, scaled up while it is still filling.
         ring = self._ring
         index = self._index
         if self._count < self.size:
@@ -190,7 +194,7 @@ class MovingSum:
 
 
 class Spread:
-    """Max minus min of the last `size` values, in a preallocated ring."""
+    # Max minus min of the last `size` values, in a preallocated ring.
 
     def __init__(self, size):
         self.size = size
@@ -553,50 +557,69 @@ class DistanceDecision(ThresholdDecision):
         return STATE_OCCUPIED
 
 
+# Settings of the field decision that are read into attributes of the same names, in a loop
+# for the same reason as DISTANCE_SETTINGS.
+FIELD_SETTINGS = (
+    "on_delay_ms",
+    "off_delay_ms",
+    "exit_min_ms",
+    "gap_ms",
+    "warmup_ms",
+    "calibration_ms",
+    "calibration_max_ms",
+    "calibration_shift_delta",
+    "return_ms",
+    "return_offset_percent",
+    "hold_ms",
+    "departure_offset_percent",
+    "departure_spread_percent",
+    "departure_overshoot_percent",
+    "departure_confirm_ms",
+    "departure_confirm_return_percent",
+    "rearm_ms",
+    "creep_delta",
+    "creep_ms",
+)
+
+
 class FieldDecision:
-    """Magnetometer: a vehicle is seen by its transients and by the field's offset.
-
-    The raw counts pass two moving averages, which null periodic interference. Two measures
-    are then compared with bands learned from the noise. The offset of the field from the
-    empty bay's baseline is compared with the level band. The spread of the field over a short
-    window, high while a vehicle moves over the sensor, is compared with the activity band.
-
-    vacant -> arriving: the field starts changing, no sooner than rearm_ms after a departure.
-    arriving -> occupied: the field kept changing or stayed off the baseline for on_delay_ms,
-        longer than a passing vehicle takes (gaps shorter than gap_ms are bridged), or it
-        already stood still well off the baseline for hold_ms.
-    arriving -> vacant: it went quiet and back to the baseline first (a passer-by).
-    occupied, still settling -> vacant: a short stay, the field stood still well off the
-        baseline for hold_ms and is back on it for return_ms.
-    occupied -> leaving: the field starts changing again, after it had settled.
-    leaving -> vacant: it went quiet for off_delay_ms within occupied_above_delta of the
-        baseline, after a transient of at least exit_min_ms (a departure manoeuvre), or back
-        at (or much nearer to) the baseline after sitting off it. A weak transient (small
-        spread, no swing beyond the parked level and the baseline) must stay quiet for
-        departure_confirm_ms instead, because a parked car rolling a little can move the field
-        back onto the baseline for several seconds.
-    leaving -> occupied: a short disturbance, or a vehicle moving within the bay.
-    """
+    # Magnetometer: a vehicle is seen by its transients and by the field's offset.
+    #
+    # The raw counts pass two moving averages, which null periodic interference. Two measures
+    # are then compared with bands learned from the noise. The offset of the field from the
+    # empty bay's baseline is compared with the level band. The spread of the field over a
+    # short window, high while a vehicle moves over the sensor, is compared with the activity
+    # band.
+    #
+    # calibrating -> vacant: a quiet and steady window of calibration_ms after warmup_ms, or
+    #     the window as it is at calibration_max_ms.
+    # calibrating -> arriving: that window lies more than calibration_shift_delta from the
+    #     first quiet and steady window of the warm-up. A car arrived during the calibration,
+    #     so the warm-up window is taken as the empty bay.
+    # vacant -> arriving: the field starts changing, no sooner than rearm_ms after a
+    #     departure. Or it moved more than creep_delta from its slow reference level and
+    #     stayed there for creep_ms without a transient (a car creeping in).
+    # arriving -> occupied: the field kept changing or stayed off the baseline for
+    #     on_delay_ms, longer than a passing vehicle takes (gaps shorter than gap_ms are
+    #     bridged), or it already stood still well off the baseline for hold_ms.
+    # arriving -> vacant: it went quiet and back to the baseline first (a passer-by).
+    # occupied, still settling -> vacant: a short stay, the field stood still well off the
+    #     baseline for hold_ms and is back on it for return_ms.
+    # occupied -> leaving: the field starts changing again, after it had settled.
+    # leaving -> vacant: it went quiet for off_delay_ms within occupied_above_delta of the
+    #     baseline, after a transient of at least exit_min_ms (a departure manoeuvre), or back
+    #     at (or much nearer to) the baseline after sitting off it. A weak transient (small
+    #     spread, no swing beyond the parked level and the baseline) must stay quiet for
+    #     departure_confirm_ms instead, because a parked car rolling a little can move the
+    #     field back onto the baseline for several seconds.
+    # leaving -> occupied: a short disturbance, or a vehicle moving within the bay.
 
     def __init__(self, settings, defaults):
         get = _setting
-        self.on_delay_ms = get(settings, defaults, "on_delay_ms")
-        self.off_delay_ms = get(settings, defaults, "off_delay_ms")
-        self.exit_min_ms = get(settings, defaults, "exit_min_ms")
-        self.gap_ms = get(settings, defaults, "gap_ms")
-        self.warmup_ms = get(settings, defaults, "warmup_ms")
-        self.calibration_ms = get(settings, defaults, "calibration_ms")
+        for name in FIELD_SETTINGS:
+            setattr(self, name, get(settings, defaults, name))
+        self._creep_shift = _shift_for(get(settings, defaults, "creep_samples"))
         self.calibration_activity = get(settings, defaults, "calibration_activity_delta")
-        self.return_ms = get(settings, defaults, "return_ms")
-        self.return_offset_percent = get(settings, defaults, "return_offset_percent")
-        self.hold_ms = get(settings, defaults, "hold_ms")
-        self.departure_offset_percent = get(settings, defaults, "departure_offset_percent")
-        self.departure_spread_percent = get(settings, defaults, "departure_spread_percent")
-        self.departure_overshoot_percent = get(settings, defaults, "departure_overshoot_percent")
-        self.departure_confirm_ms = get(settings, defaults, "departure_confirm_ms")
-        self.departure_confirm_return_percent = get(settings, defaults, "departure_confirm_return_percent")
-        self.rearm_ms = get(settings, defaults, "rearm_ms")
-        self.calibration_max_ms = get(settings, defaults, "calibration_max_ms")
         self.band_min = get(settings, defaults, "vacant_below_delta")
         self.band_max = get(settings, defaults, "occupied_above_delta")
         if self.band_min > self.band_max:
@@ -637,6 +660,7 @@ class FieldDecision:
         self.activity_band = self.band_min
         self._baseline_fixed = 0
         self._level_fixed = 0
+        self._reference_fixed = 0  # the slow reference level of the vacant field
         self._offset_noise_fixed = 0
         self._spread_noise_fixed = 0
         self._calibrated = False
@@ -644,12 +668,10 @@ class FieldDecision:
         self.restart()
 
     def resume(self):
-        """Decide afresh after a fault, against the baseline learned before it.
-
-        A car may have parked or left during the fault, so the first state comes from the
-        field's offset: off the baseline for on_delay_ms is occupied, on it for off_delay_ms
-        is vacant. Without a baseline yet, this is a calibration.
-        """
+        # Decide afresh after a fault, against the baseline learned before it. A car may have
+        # parked or left during the fault, so the first state comes from the field's offset:
+        # off the baseline for on_delay_ms is occupied, on it for off_delay_ms is vacant.
+        # Without a baseline yet, this is a calibration.
         if not self._calibrated:
             self.restart()
             return
@@ -661,7 +683,7 @@ class FieldDecision:
         self._resume_off = -1  # -1 until the filters are full: 1 off the baseline, 0 on it
 
     def restart(self):
-        """Start over from calibration: filters emptied, baseline and bands re-learned."""
+        # Start over from calibration: filters emptied, baseline and bands re-learned.
         self.phase = PHASE_CALIBRATING
         self._first_average.clear()
         self._second_average.clear()
@@ -681,6 +703,10 @@ class FieldDecision:
         self._returned_since = -1
         self._rearming = False
         self._vacated_at = 0
+        self._moved_since = 0  # the last time the field was within creep_delta of the reference
+        self._warming = True
+        self._early_level = 0
+        self._early_band = -1  # -1 until a quiet and steady window of the warm-up is found
         self._confirming = False
 
     def decide(self, value, now_ms):
@@ -731,6 +757,9 @@ class FieldDecision:
             return STATE_OCCUPIED
         if not off_baseline and waited >= self.off_delay_ms:
             self.phase = PHASE_VACANT
+            # The creep test starts afresh: its reference is from before the fault.
+            self._reference_fixed = self._baseline_fixed
+            self._moved_since = now_ms
             return STATE_VACANT
         return NO_WISH
 
@@ -741,15 +770,36 @@ class FieldDecision:
             if ticks_diff(now_ms, self._vacated_at) < self.rearm_ms:
                 return STATE_VACANT
             self._rearming = False
+            self._reference_fixed = self._baseline_fixed
+            self._moved_since = now_ms
         if active:
-            self.phase = PHASE_ARRIVING
-            self._event_since = now_ms
-            self._present_at = now_ms
-            self._watch_short_stay()
-            return STATE_VACANT
+            return self._arrive(now_ms)
+        if self.creep_delta:
+            # A car that creeps in over a few seconds moves the field without a transient, and
+            # the drift tracking below follows it. A reference level that follows the vacant
+            # field far more slowly (over about creep_samples) still shows the move. A field
+            # more than creep_delta from it for creep_ms is an arrival, and the baseline goes
+            # back to the reference.
+            reference = self._reference_fixed
+            reference += ((smooth << _FIXED_SHIFT) - reference) >> self._creep_shift
+            self._reference_fixed = reference
+            moved = smooth - (reference >> _FIXED_SHIFT)
+            if -self.creep_delta <= moved <= self.creep_delta:
+                self._moved_since = now_ms
+            elif ticks_diff(now_ms, self._moved_since) >= self.creep_ms:
+                self._baseline_fixed = reference
+                return self._arrive(now_ms)
         # A slow change without a transient is drift of the empty bay's field.
         self._baseline_fixed += ((smooth << _FIXED_SHIFT) - self._baseline_fixed) >> self._drift_shift
         self._follow_noise(spread, offset)
+        return STATE_VACANT
+
+    def _arrive(self, now_ms):
+        self.phase = PHASE_ARRIVING
+        self._event_since = now_ms
+        self._present_at = now_ms
+        self._moved_since = now_ms
+        self._watch_short_stay()
         return STATE_VACANT
 
     def _arriving(self, smooth, spread, offset, active, now_ms):
@@ -907,9 +957,14 @@ class FieldDecision:
             # learned from quiet samples only.
             self._moved_at = elapsed
             self._calibration_spread = 0
-        if elapsed < self.warmup_ms:
+        warming = elapsed < self.warmup_ms
+        if warming and not self.calibration_shift_delta:
             return
-        if spread > self._calibration_spread:
+        if not warming and self._warming:
+            # The window that may become the baseline starts after the warm-up.
+            self._warming = False
+            self._calibration_count = 0
+        if not warming and spread > self._calibration_spread:
             self._calibration_spread = spread
         count = self._append_calibration(smooth, elapsed)
         if count < 4:
@@ -925,13 +980,31 @@ class FieldDecision:
         drift = newer - older
         if drift < 0:
             drift = -drift
-        if drift * 2 > band and elapsed < self.calibration_max_ms:
-            return  # the field moved within the window: wait for a steadier one
-        if elapsed - self._moved_at < self.calibration_ms and elapsed < self.calibration_max_ms:
-            return  # a vehicle moved within the window: wait for a quiet one
+        # Steady: the halves agree, and no vehicle moved within the window.
+        steady = drift * 2 <= band and elapsed - self._moved_at >= self.calibration_ms
+        if warming:
+            # A second hypothesis of the empty bay's field, in case a car arrives while the
+            # calibration still runs: the first steady window, before it could have come.
+            if steady and self._early_band < 0:
+                self._early_level = whole
+                self._early_band = band
+            return
+        if not steady and elapsed < self.calibration_max_ms:
+            return  # wait for a steady window
 
+        arrived = False
+        if self._early_band >= 0:
+            shift = whole - self._early_level
+            if shift > self.calibration_shift_delta or -shift > self.calibration_shift_delta:
+                # The field settled far from where it stood in the warm-up: a car arrived
+                # during the calibration, and learning its field would hide it.
+                arrived = True
+                whole = self._early_level
+                band = self._early_band
         self.baseline = whole
         self._baseline_fixed = whole << _FIXED_SHIFT
+        self._reference_fixed = self._baseline_fixed
+        self._moved_since = now_ms
         self.band = band
         self._offset_noise_fixed = (band * 100 // self.level_noise_percent) << _FIXED_SHIFT
         activity_band = self._calibration_spread * self.activity_calibration_percent // 100
@@ -939,6 +1012,8 @@ class FieldDecision:
         self._spread_noise_fixed = (self.activity_band * 100 // self.activity_noise_percent) << _FIXED_SHIFT
         self._calibrated = True
         self.phase = PHASE_VACANT
+        if arrived:
+            self._arrive(now_ms)
 
     def _append_calibration(self, smooth, elapsed):
         # Add one sample; keep only the newest samples that span calibration_ms. Returns the

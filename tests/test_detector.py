@@ -535,3 +535,38 @@ def test_field_fault_recovery_to_vacant():
             events.append((now, detector.state))
     assert states(events) == [firmware.STATE_FAULT, firmware.STATE_VACANT]
     assert events[1][0] < 27000 + 6000  # filters refilled plus off_delay_ms, no recalibration
+
+
+def test_field_creeping_car_occupied():
+    # The car creeps in: the field ramps 35 counts over 4 s with no swing, too slowly for the
+    # spread to pass the activity band, and then stays. Drift tracking alone would follow it.
+    segments = [(20000, 300, 300, 0), (4000, 300, 335, 0), (30000, 335, 335, 0)]
+    times, values = field_segments(segments, seed=7)
+    events = feed(firmware.Detector(MAGNETOMETER), times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED]
+    assert 20000 <= events[0][0] <= 20000 + 15000
+
+
+def test_field_slow_drift_not_arrival():
+    # The empty bay's field drifts 40 counts in 10 minutes, as with temperature: no arrival.
+    segments = [(20000, 300, 300, 0), (600000, 300, 340, 0), (20000, 340, 340, 0)]
+    times, values = field_segments(segments, seed=8)
+    assert feed(firmware.Detector(MAGNETOMETER), times, values) == []
+
+
+def test_field_arrival_during_calibration():
+    # The car arrives 2.5 s after start, while the calibration still runs, and parks 60
+    # counts off the empty bay's field: the calibration must not learn it as the baseline.
+    segments = [(2500, 300, 300, 0), (3000, 300, 360, 20), (25000, 360, 360, 0), (4000, 360, 300, 30), (20000, 300, 300, 0)]
+    times, values = field_segments(segments, seed=9)
+    events = feed(firmware.Detector(MAGNETOMETER), times, values)
+    assert states(events) == [firmware.STATE_OCCUPIED, firmware.STATE_VACANT]
+    assert events[0][0] <= 2500 + 15000
+    assert 30500 <= events[1][0] <= 34500 + 15000
+
+
+def test_field_pass_during_calibration_ignored():
+    # A car passes over the sensor 2.5 s after start: the field swings and comes back.
+    segments = [(2500, 300, 300, 0), (2500, 300, 300, 60), (20000, 300, 300, 0)]
+    times, values = field_segments(segments, seed=10)
+    assert feed(firmware.Detector(MAGNETOMETER), times, values) == []

@@ -6,6 +6,7 @@ scenario tests of test_detector.py compared event for event with CPython.
 """
 
 import json
+import random
 
 import pytest
 
@@ -123,6 +124,19 @@ def test_magnetometer_update_allocates_nothing():
     changes, state = _heap_lock_run(MAGNETOMETER, values, faults, 90, calibrate_at=len(values) - 10, heapsize="512K")
     assert changes == 4  # occupied, vacant, fault (stuck), vacant (resumed)
     assert state == 0
+
+
+def test_magnetometer_arrival_rules_allocate_nothing():
+    # A car that arrives while the calibration runs and leaves again, then one that creeps in
+    # without a transient. This runs the calibration's warm-up hypothesis and the creep test
+    # under the heap lock.
+    rng = random.Random(11)
+    levels = [300] * 28 + [300 + 2 * i for i in range(33)] + [366] * 280 + [366 - 2 * i for i in range(33)]
+    levels += [300] * 330 + [300 + i for i in range(35)] + [335] * 330
+    values = [level + rng.randint(-3, 3) for level in levels]
+    changes, state = _heap_lock_run(MAGNETOMETER, values, [0] * len(values), 90, heapsize="512K")
+    assert changes == 3  # occupied, vacant, occupied
+    assert state == 1
 
 
 def test_presence_update_allocates_nothing(compiled_firmware):
