@@ -102,8 +102,10 @@ DEFAULTS = {
         "calibration_activity_delta": 24,
         "hold_ms": 1000,
         "return_offset_percent": 500,
+        "still_spread_percent": 10,
         "return_ms": 1500,
-        "departure_offset_percent": 27,
+        "return_nearer_percent": 27,
+        "departure_offset_percent": 25,
         "departure_spread_percent": 250,
         "departure_overshoot_percent": 150,
         "departure_confirm_ms": 9000,
@@ -570,6 +572,8 @@ FIELD_SETTINGS = (
     "calibration_shift_delta",
     "return_ms",
     "return_offset_percent",
+    "return_nearer_percent",
+    "still_spread_percent",
     "hold_ms",
     "departure_offset_percent",
     "departure_spread_percent",
@@ -848,8 +852,13 @@ class FieldDecision:
         # is now back on the baseline, or much nearer to it than to where it stood, for
         # return_ms. Called from the first change on, because a short stay can be over
         # before on_delay_ms has passed.
+
+        # A car that stops far off the baseline can keep the smoothed field moving by a few
+        # percent of its offset. That is more than the activity band learned on the empty bay,
+        # so a spread that is small beside the offset counts as still too.
         far = offset * 100 > self.band * self.return_offset_percent
-        if far and spread <= self.activity_band:
+        still = spread <= self.activity_band or spread * 100 <= offset * self.still_spread_percent
+        if far and still:
             if self._still_since < 0:
                 self._still_since = now_ms
             elif ticks_diff(now_ms, self._still_since) >= self.hold_ms:
@@ -860,7 +869,7 @@ class FieldDecision:
         moved = smooth - self._stood_level
         if moved < 0:
             moved = -moved
-        back = offset <= self.band or offset * 100 <= moved * self.departure_offset_percent
+        back = offset <= self.band or offset * 100 <= moved * self.return_nearer_percent
         if not self._stood_still or not back:
             self._returned_since = -1
             return False
