@@ -19,7 +19,6 @@ from baysense import protocol
 from baysense.cli import main
 from baysense.gateway.keys import key_id
 from baysense.gateway.server import GatewayThread
-from baysense.gateway.settings import Settings
 from baysense.gateway.simnode import SimNode, provision
 from baysense.gateway.store import Report, Store
 
@@ -30,17 +29,12 @@ DEVICE_ID = "bay-1"
 WAIT_S = 10
 SILENCE_S = 0.3
 
-FAST = Settings(stats_flush_s=0.05, registry_poll_s=0.1)
+# Tallies written and the registry polled every few tens of milliseconds.
+FAST = harness.GATEWAY_SETTINGS
 
 
-def wait_for(predicate, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    return predicate()
+def wait_for(predicate):
+    return harness.wait_for(predicate, timeout=WAIT_S, interval=0.02)
 
 
 def stored(db_path):
