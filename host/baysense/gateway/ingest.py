@@ -107,7 +107,7 @@ class Ingest:
         return tallies
 
     def receive(self, datagram, source, now=None):
-        """Check one datagram from `source` ((host, port)) and return a Decision.
+        """Check one datagram (bytes) from `source` ((host, port)) and return a Decision.
 
         `now` is the receive time on `clock`, for the rate limits. When it is None, the clock is read.
         """
