@@ -747,11 +747,6 @@ def render(arguments, gateway, paho, raw, version, fuzz_in_process, fuzz_live, p
     return "\n".join(lines) + "\n"
 
 
-def write_section(section):
-    """Replace the gateway section of docs/benchmarks.md, leaving other sections alone."""
-    benchdoc.write_section(section, SECTION_START, SECTION_END)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=1000, help="simulated devices (default 1000)")
@@ -794,7 +789,7 @@ def main(argv=None):
     section = render(arguments, gateway, paho, raw, version, fuzz_in_process, fuzz_live, pinned)
     print(section)
     if not arguments.no_write:
-        write_section(section)
+        benchdoc.write_section(section, SECTION_START, SECTION_END)
         print("wrote %s" % BENCHMARKS_MD.relative_to(PROJECT_DIR))
 
     if not fuzz_live["alive"] or gateway["stored"] != gateway["reports"]:
