@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from baysense import boards, protocol
+from baysense.cli import main
 from baysense.deploy import build
 from baysense.gateway.server import GatewayThread
 from baysense.gateway.settings import Settings
@@ -95,6 +96,22 @@ def install(state_dir, config, extra_files=None):
 
 def start_board(state_dir, board):
     return VirtualBoard(state_dir, board).start()
+
+
+def start_fast_board(tmp_path, device_id, key, gateway_address):
+    """Install and start a fast virtual board reporting to `gateway_address`; return it."""
+    board_def = fast_board()
+    state_dir = tmp_path / "board"
+    install(state_dir, node_config(device_id, key, gateway_address, board_def))
+    return start_board(state_dir, board_def)
+
+
+def rotate_key(board, device_id, gateway_address, registry_path):
+    """Run `baysense provision --rotate-key` on the board; return its exit status."""
+    gateway = "%s:%d" % gateway_address
+    return main(
+        ["provision", "--port", board.port, "--device-id", device_id, "--gateway", gateway, "--registry", str(registry_path), "--rotate-key"]
+    )
 
 
 def start_gateway(tmp_path, registry_path):

@@ -16,7 +16,6 @@ import time
 import pytest
 
 from baysense import protocol
-from baysense.cli import main
 from baysense.gateway.keys import key_id
 from baysense.gateway.server import GatewayThread
 from baysense.gateway.simnode import SimNode, provision
@@ -220,10 +219,7 @@ def test_board_rotation_after_lost_ack_stores_once(tmp_path):
     gateway = harness.start_gateway(tmp_path, registry)
     relay = AckDropper(gateway.address)
     db = tmp_path / "gateway.db"
-    board_def = harness.fast_board()
-    state_dir = tmp_path / "board"
-    harness.install(state_dir, harness.node_config(DEVICE_ID, old_key, relay.address, board_def))
-    board = harness.start_board(state_dir, board_def)
+    board = harness.start_fast_board(tmp_path, DEVICE_ID, old_key, relay.address)
     outbox = board.fs_dir / "outbox.log"
     try:
         assert harness.wait_for(lambda: harness.state_reports(db, DEVICE_ID)), "no state report after boot"
@@ -236,22 +232,9 @@ def test_board_rotation_after_lost_ack_stores_once(tmp_path):
         assert [state for _, state in lost] == ["occupied"], "the change was not stored once under the old key"
         assert harness.wait_for(lambda: relay.dropped >= 2), "the node did not resend the unacknowledged frame"
 
-        status = main(
-            [
-                "provision",
-                "--port",
-                board.port,
-                "--device-id",
-                DEVICE_ID,
-                "--gateway",
-                "%s:%d" % relay.address,
-                "--registry",
-                str(registry),
-                "--rotate-key",
-            ]
-        )
+        status = harness.rotate_key(board, DEVICE_ID, relay.address, registry)
         assert status == 0
-        assert harness.wait_for(lambda: "re-signed or dropped 1 frame(s)" in harness.serial_log(state_dir)), (
+        assert harness.wait_for(lambda: "re-signed or dropped 1 frame(s)" in harness.serial_log(board.state_dir)), (
             "the node did not re-sign its outbox after the rotation"
         )
         relay.dropping = False

@@ -9,7 +9,6 @@ import struct
 import zlib
 
 from baysense import protocol
-from baysense.cli import main
 from baysense.gateway.keys import key_id
 from baysense.gateway.simnode import provision
 from baysense.registry import Registry
@@ -39,10 +38,7 @@ def test_rotation_resigns_outbox_frames(tmp_path):
     old_key = provision(registry, [DEVICE_ID])[DEVICE_ID]
     gateway = harness.start_gateway(tmp_path, registry)
     db = tmp_path / "gateway.db"
-    board_def = harness.fast_board()
-    state_dir = tmp_path / "board"
-    harness.install(state_dir, harness.node_config(DEVICE_ID, old_key, gateway.address, board_def))
-    board = harness.start_board(state_dir, board_def)
+    board = harness.start_fast_board(tmp_path, DEVICE_ID, old_key, gateway.address)
     log_path = board.fs_dir / "outbox.log"
     try:
         assert harness.wait_for(lambda: harness.state_reports(db, DEVICE_ID)), "no state report after boot"
@@ -54,26 +50,13 @@ def test_rotation_resigns_outbox_frames(tmp_path):
         before = outbox_frames(log_path)
         assert all(frame.verify(old_key) for frame in before)
 
-        status = main(
-            [
-                "provision",
-                "--port",
-                board.port,
-                "--device-id",
-                DEVICE_ID,
-                "--gateway",
-                "%s:%d" % gateway.address,
-                "--registry",
-                str(registry),
-                "--rotate-key",
-            ]
-        )
+        status = harness.rotate_key(board, DEVICE_ID, gateway.address, registry)
         assert status == 0
         with Registry(registry) as reg:
             new_key = bytes(reg.device(DEVICE_ID)["key"])
         assert new_key != old_key
 
-        assert harness.wait_for(lambda: "re-signed or dropped 3 frame(s)" in harness.serial_log(state_dir)), (
+        assert harness.wait_for(lambda: "re-signed or dropped 3 frame(s)" in harness.serial_log(board.state_dir)), (
             "the node did not re-sign its outbox after the rotation"
         )
         after = outbox_frames(log_path)[:CHANGES]
