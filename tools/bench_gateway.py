@@ -59,7 +59,11 @@ LOAD_TIMEOUT_S = 300
 # Seconds to wait for a server (gateway child or broker) to start listening.
 START_TIMEOUT_S = 15
 # MQTT connections that carry the devices' publishes, each for an equal share of the devices.
+# A gateway-side MQTT bridge would multiplex its nodes like this; the one-connection-per-device
+# run below is the load of nodes that are MQTT clients themselves.
 MQTT_CLIENTS = 4
+# File descriptors the bench needs beyond one per device and connection (broker, gateway, files).
+SPARE_FILES = 256
 
 # One load generator on loopback stands for all nodes, so the per-source and per-device limits
 # are raised far above the load. They are still checked for every datagram.
@@ -411,10 +415,10 @@ def bench_broker(binary, workdir, devices, reports, connect, publish, disconnect
     return load_figures(len(devices) * reports, elapsed, round_trips, cpu_s=broker_cpu, client_cpu_s=client_cpu)
 
 
-def device_groups(devices):
-    """Split the device ids into MQTT_CLIENTS groups of equal size, one per connection."""
+def device_groups(devices, connections=MQTT_CLIENTS):
+    """Split the device ids into `connections` groups of equal size, one per connection."""
     device_ids = [device_id for device_id, _ in devices]
-    return [device_ids[number::MQTT_CLIENTS] for number in range(MQTT_CLIENTS)]
+    return [device_ids[number::connections] for number in range(connections)]
 
 
 def bench_mqtt(binary, workdir, devices, frames, reports):
@@ -515,13 +519,13 @@ class RawMqttConnection:
             self.sock.sendall(b"".join(replies))
 
 
-def bench_raw_mqtt(binary, workdir, devices, frames, reports):
-    """Run the load through RawMqttConnection clients."""
+def bench_raw_mqtt(binary, workdir, devices, frames, reports, connections=MQTT_CLIENTS):
+    """Run the load through `connections` RawMqttConnection clients."""
 
     def connect(port):
         return [
             RawMqttConnection("raw-%d" % number, port, device_ids, frames, reports)
-            for number, device_ids in enumerate(device_groups(devices))
+            for number, device_ids in enumerate(device_groups(devices, connections))
         ]
 
     def publish(connections):
@@ -681,7 +685,16 @@ def goal_verdict(gateway, broker):
     return "met" if gateway["rate"] >= broker["rate"] else "not met"
 
 
-def render(arguments, gateway, paho, raw, version, fuzz_in_process, fuzz_live, pinned):
+def raise_file_limit(needed):
+    """Raise this process's open-file limit to `needed` (the broker inherits it); return the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
+
+
+def render(arguments, gateway, paho, raw, per_device, version, fuzz_in_process, fuzz_live, pinned):
     lines = [
         SECTION_START,
         "## Gateway ingest",
@@ -702,6 +715,14 @@ def render(arguments, gateway, paho, raw, version, fuzz_in_process, fuzz_live, p
     if paho is not None:
         lines.append(table_row("%s, MQTT QoS 1, publish to PUBACK, paho-mqtt client (%d connections)" % (version, MQTT_CLIENTS), paho, False))
         lines.append(table_row("%s, MQTT QoS 1, publish to PUBACK, minimal raw-socket client (%d connections)" % (version, MQTT_CLIENTS), raw, False))
+        if per_device is not None:
+            lines.append(
+                table_row(
+                    "%s, MQTT QoS 1, publish to PUBACK, minimal raw-socket client (one connection per device)" % version,
+                    per_device,
+                    False,
+                )
+            )
     else:
         lines.append("| Mosquitto | not run: mosquitto was not available | | | | | | | | |")
     lines += [
@@ -722,6 +743,14 @@ def render(arguments, gateway, paho, raw, version, fuzz_in_process, fuzz_live, p
                 _per_cpu(gateway) / _per_cpu(raw),
             )
         )
+        if per_device is not None:
+            lines.append(
+                "With one MQTT connection per device, as when every node is an MQTT client, the goal is %s:"
+                " the gateway reached %.2f times the broker's rate, and %.2f times its reports per server CPU"
+                " second." % (goal_verdict(gateway, per_device), gateway["rate"] / per_device["rate"], _per_cpu(gateway) / _per_cpu(per_device))
+            )
+        else:
+            lines.append("The one-connection-per-device run was skipped: the open-file limit is below %d." % arguments.devices)
         lines.append(
             "The broker runs with persistence off and no subscriber, so its PUBACK means the message"
             " reached its memory, not a disk; the gateway acknowledges only after an fsync'd commit"
@@ -758,6 +787,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.ERROR)
 
     pinned = pin(0, LOAD_CORE)
+    file_limit = raise_file_limit(arguments.devices * 2 + SPARE_FILES)
     devices = make_devices(arguments.devices)
     frames = frames_for(devices, arguments.reports)
     acks = expected_acks(devices, arguments.reports)
@@ -772,7 +802,7 @@ def main(argv=None):
             flush=True,
         )
 
-        paho = raw = version = None
+        paho = raw = per_device = version = None
         binary = find_mosquitto()
         if binary is not None:
             version = subprocess.run([binary, "-h"], capture_output=True, text=True).stdout.splitlines()[0]
@@ -782,11 +812,22 @@ def main(argv=None):
             print("mqtt: same load, minimal raw-socket client ...", flush=True)
             raw = bench_raw_mqtt(binary, workdir, devices, frames, arguments.reports)
             print("mqtt: %.0f publishes/s, PUBACK p50 %s p99 %s" % (raw["rate"], milliseconds(raw["rtt_p50"]), milliseconds(raw["rtt_p99"])), flush=True)
+            # One socket per device here and one in the broker, beside the bench's own files.
+            if file_limit >= arguments.devices * 2 + SPARE_FILES:
+                print("mqtt: same load, one raw-socket connection per device ...", flush=True)
+                per_device = bench_raw_mqtt(binary, workdir, devices, frames, arguments.reports, connections=arguments.devices)
+                print(
+                    "mqtt: %.0f publishes/s, PUBACK p50 %s p99 %s"
+                    % (per_device["rate"], milliseconds(per_device["rtt_p50"]), milliseconds(per_device["rtt_p99"])),
+                    flush=True,
+                )
+            else:
+                print("mqtt: one connection per device skipped: open-file limit %d" % file_limit, flush=True)
 
     print("fuzz: %d s of mutated datagrams through the ingest checks ..." % arguments.fuzz_seconds, flush=True)
     fuzz_in_process = fuzz_ingest(devices, frames, arguments.fuzz_seconds, seed=int(time.time()))
 
-    section = render(arguments, gateway, paho, raw, version, fuzz_in_process, fuzz_live, pinned)
+    section = render(arguments, gateway, paho, raw, per_device, version, fuzz_in_process, fuzz_live, pinned)
     print(section)
     if not arguments.no_write:
         benchdoc.write_section(section, SECTION_START, SECTION_END)
