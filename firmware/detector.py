@@ -110,6 +110,10 @@ DEFAULTS = {
         "departure_overshoot_percent": 150,
         "departure_confirm_ms": 9000,
         "departure_confirm_return_percent": 100,
+        "departure_mirror_min_delta": 30,
+        "departure_mirror_percent": 50,
+        "departure_mirror_nearer_percent": 60,
+        "departure_reach_percent": 100,
         "rearm_ms": 5000,
         "creep_delta": 12,
         "creep_ms": 2000,
@@ -616,7 +620,14 @@ class FieldDecision:
     #     spread, no swing beyond the parked level and the baseline) must stay quiet for
     #     departure_confirm_ms instead, because a parked car rolling a little can move the
     #     field back onto the baseline for several seconds.
-    # leaving -> occupied: a short disturbance, or a vehicle moving within the bay.
+    # The departure is also compared with this car's arrival, since a car leaves along the
+    # path it came in. A transient that swung the field the way the arrival did and ended
+    # much nearer the baseline than the parked level is a departure too. A weak departure,
+    # once confirmed, is dropped if the arrival swung far and the transient did not swing
+    # the same way. A departure that ends beyond the parked level, away from the baseline, is
+    # dropped if the field did not reach as far as the arrival swung on that side.
+    # leaving -> occupied: a short disturbance, or a vehicle moving within the bay, including
+    #     the departures dropped above.
 
     def __init__(self, settings, defaults):
         get = _setting
@@ -654,6 +665,16 @@ class FieldDecision:
         self._smooth_divisor = first * second
         self._spread = Spread(activity)
         self._transient = Transient()
+        # The current car's arrival, from its first change until it has settled. Its departure
+        # is compared with it, because a car leaves along the path it came in.
+        self._arrival = Transient()
+        for name in (
+            "departure_mirror_min_delta",
+            "departure_mirror_percent",
+            "departure_mirror_nearer_percent",
+            "departure_reach_percent",
+        ):
+            setattr(self, name, get(settings, defaults, name))
         self._calibration_values = array("i", [0] * MAX_CALIBRATION_SAMPLES)
         self._calibration_times = array("i", [0] * MAX_CALIBRATION_SAMPLES)
         self._sorted = array("i", [0] * MAX_CALIBRATION_SAMPLES)
@@ -758,6 +779,7 @@ class FieldDecision:
             self._settling = True
             self._watch_short_stay()
             self._level_fixed = smooth << _FIXED_SHIFT
+            self._arrival.start(smooth)  # its arrival was not seen, so there is none to mirror
             return STATE_OCCUPIED
         if not off_baseline and waited >= self.off_delay_ms:
             self.phase = PHASE_VACANT
@@ -777,7 +799,7 @@ class FieldDecision:
             self._reference_fixed = self._baseline_fixed
             self._moved_since = now_ms
         if active:
-            return self._arrive(now_ms)
+            return self._arrive(smooth, now_ms)
         if self.creep_delta:
             # A car that creeps in over a few seconds moves the field without a transient, and
             # the drift tracking below follows it. A reference level that follows the vacant
@@ -792,14 +814,15 @@ class FieldDecision:
                 self._moved_since = now_ms
             elif ticks_diff(now_ms, self._moved_since) >= self.creep_ms:
                 self._baseline_fixed = reference
-                return self._arrive(now_ms)
+                return self._arrive(smooth, now_ms)
         # A slow change without a transient is drift of the empty bay's field.
         self._baseline_fixed += ((smooth << _FIXED_SHIFT) - self._baseline_fixed) >> self._drift_shift
         self._follow_noise(spread, offset)
         return STATE_VACANT
 
-    def _arrive(self, now_ms):
+    def _arrive(self, smooth, now_ms):
         self.phase = PHASE_ARRIVING
+        self._arrival.start(smooth)
         self._event_since = now_ms
         self._present_at = now_ms
         self._moved_since = now_ms
@@ -811,6 +834,7 @@ class FieldDecision:
         # shorter than gap_ms (a manoeuvre swinging through it) are bridged.
         if active or offset > self.band:
             self._present_at = now_ms
+        self._arrival.push(smooth, spread)
         self._short_stay_over(smooth, offset, spread, now_ms)
         if ticks_diff(now_ms, self._present_at) >= self.gap_ms:
             self.phase = PHASE_VACANT  # it passed by
@@ -828,6 +852,7 @@ class FieldDecision:
     def _occupied(self, smooth, spread, offset, active, quiet, now_ms):
         if self._settling:
             self._level_fixed = smooth << _FIXED_SHIFT
+            self._arrival.push(smooth, spread)
             if self._short_stay_over(smooth, offset, spread, now_ms):
                 return self._vacate(now_ms)
             if quiet:
@@ -896,10 +921,18 @@ class FieldDecision:
         # A car that stood off the baseline left if the field is back on the baseline, or
         # much nearer to it than to the parked level (the empty bay's field may have moved).
         # NOTE: a car that moves off the sensor and back within its stay reads as a
-        # departure and a new arrival. Only a weak transient waits for confirmation first, and
-        # docs/detector.md counts the misses left.
+        # departure and a new arrival. Only a weak transient waits for confirmation first, a
+        # departure unlike the car's arrival is dropped below, and docs/detector.md counts the
+        # misses left.
         nearer = offset <= band or offset * 100 <= moved * self.departure_offset_percent
         departed = (nearer and parked_offset > band) or lasted >= self.exit_min_ms
+        settling_back = False
+        if not departed and offset * 100 <= moved * self.departure_mirror_nearer_percent:
+            # The field swung the way this car's arrival did and ended much nearer the
+            # baseline than the parked level. That is a departure whose field still settles
+            # back onto the baseline, too slowly for the tests above.
+            settling_back = self._mirrors_arrival(parked, baseline) > 0
+            departed = settling_back
         if offset > self.band_max:
             # An offset above occupied_above_delta always counts as a vehicle, so a field
             # that ends there is a vehicle that moved within the bay, however long the
@@ -913,9 +946,14 @@ class FieldDecision:
             self._confirming = True
             if ticks_diff(now_ms, self._disturbed_at) < self.departure_confirm_ms:
                 return STATE_OCCUPIED
+            # A car that swung the field far beyond the span as it arrived swings it that way
+            # again as it leaves. A weak transient that did not is a car rolling in the bay.
+            departed = self._mirrors_arrival(parked, baseline) >= 0
 
+        if departed and self.departure_reach_percent and self._stopped_short(smooth, parked, baseline):
+            departed = False
         if departed:
-            if offset > band:
+            if offset > band and not settling_back:
                 # A departure that ends off the old baseline: the empty bay's field moved.
                 self._baseline_fixed = smooth << _FIXED_SHIFT
             return self._vacate(now_ms)
@@ -934,6 +972,45 @@ class FieldDecision:
             return False
         swing = transient.overshoot(parked, baseline)
         return swing * 100 < self.band * self.departure_overshoot_percent
+
+    def _mirrors_arrival(self, parked, baseline):
+        # Compare the leaving transient with the arrival, beyond the span between the parked
+        # level and the baseline, on the side where the arrival swung farther. Return 1 when
+        # the transient swung that way by at least departure_mirror_percent % of the
+        # arrival's swing, and -1 when it did not. Return 0 when the arrival swung less than
+        # departure_mirror_min_delta counts beyond the span, so there is nothing to mirror.
+        if parked > baseline:
+            high, low = parked, baseline
+        else:
+            high, low = baseline, parked
+        arrival = self._arrival
+        above = arrival.high - high
+        below = low - arrival.low
+        if above >= below:
+            arrived, left = above, self._transient.high - high
+        else:
+            arrived, left = below, low - self._transient.low
+        if not self.departure_mirror_min_delta or arrived < self.departure_mirror_min_delta:
+            return 0
+        if left * 100 >= arrived * self.departure_mirror_percent:
+            return 1
+        return -1
+
+    def _stopped_short(self, smooth, parked, baseline):
+        # Return True when the field ended beyond the parked level, on the side away from the
+        # baseline, but the transient did not reach as far as the arrival swung that way. A
+        # car that left would have driven back through its arrival's path.
+        if parked > baseline:
+            if smooth <= parked:
+                return False
+            arrived = self._arrival.high - baseline
+            left = self._transient.high - baseline
+        else:
+            if smooth >= parked:
+                return False
+            arrived = baseline - self._arrival.low
+            left = baseline - self._transient.low
+        return left * 100 < arrived * self.departure_reach_percent
 
     def _vacate(self, now_ms):
         self.phase = PHASE_VACANT
@@ -1022,7 +1099,7 @@ class FieldDecision:
         self._calibrated = True
         self.phase = PHASE_VACANT
         if arrived:
-            self._arrive(now_ms)
+            self._arrive(smooth, now_ms)
 
     def _append_calibration(self, smooth, elapsed):
         # Add one sample; keep only the newest samples that span calibration_ms. Returns the
