@@ -624,8 +624,9 @@ class FieldDecision:
     # path it came in. A transient that swung the field the way the arrival did and ended
     # much nearer the baseline than the parked level is a departure too. A weak departure,
     # once confirmed, is dropped if the arrival swung far and the transient did not swing
-    # the same way. A departure that ends beyond the parked level, away from the baseline, is
-    # dropped if the field did not reach as far as the arrival swung on that side.
+    # the same way. A departure that ends off the baseline, beyond the parked level and away
+    # from the baseline, is dropped if the field did not reach as far as the arrival swung on
+    # that side.
     # leaving -> occupied: a short disturbance, or a vehicle moving within the bay, including
     #     the departures dropped above.
 
@@ -950,7 +951,10 @@ class FieldDecision:
             # again as it leaves. A weak transient that did not is a car rolling in the bay.
             departed = self._mirrors_arrival(parked, baseline) >= 0
 
-        if departed and self.departure_reach_percent and self._stopped_short(smooth, parked, baseline):
+        # The reach test is for a field that ends off the baseline. A car parked with no
+        # offset leaves the field inside the level band, where noise alone can put it a count or
+        # two beyond the parked level.
+        if departed and self.departure_reach_percent and offset > band and self._stopped_short(smooth, parked, baseline):
             departed = False
         if departed:
             if offset > band and not settling_back:
