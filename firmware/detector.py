@@ -142,10 +142,45 @@ DEFAULTS = {
 }
 
 
+# Valid range of a setting, by the unit its name ends in. The bounds keep every value, and
+# a mm or counts value times a percent, inside the ESP32 port's small ints (+-2**30), and
+# every time far inside ticks_diff's horizon (2**29 ms, about 6.2 days).
+MAX_SETTING_MS = const(86400000)  # one day: no delay of a parking bay needs more
+MAX_SETTING_MM = const(65535)  # the largest distance a 16-bit ranger register can contain
+MAX_SETTING_DELTA = const(65535)  # the widest span of a 16-bit magnetometer reading
+MAX_SETTING_PERCENT = const(10000)  # 100 times: 65535 * 10000 still fits a small int
+MAX_AVERAGE_SAMPLES = const(65536)  # hours of samples at any supported rate
+SETTING_RANGES = (
+    ("_ms", 0, MAX_SETTING_MS),
+    ("_mm", 0, MAX_SETTING_MM),
+    ("_delta", 0, MAX_SETTING_DELTA),
+    ("_percent", 0, MAX_SETTING_PERCENT),
+    ("_samples", 1, MAX_AVERAGE_SAMPLES),
+    ("_counts", -32768, 32767),  # the signed 16-bit reading of the supported magnetometers
+)
+
+
 def _setting(settings, defaults, name):
+    # Read one setting and check it, once at start-up: a float or a string would allocate on
+    # every sample, and a value out of range would wrap the tick arithmetic or overflow.
     if name in settings:
-        return int(settings[name])
-    return int(defaults[name])
+        value = settings[name]
+    elif name in defaults:
+        value = defaults[name]
+    else:
+        raise ValueError("detector setting %s is missing: add it to the board's detector section" % name)
+    for suffix, low, high in SETTING_RANGES:
+        if name.endswith(suffix):
+            break
+    else:  # a name without a unit suffix: a count
+        low = 0
+        high = MAX_SETTING_DELTA
+    # type() and not isinstance(): True and False are ints to isinstance on CPython.
+    if type(value) is not int:
+        raise ValueError("%s %r is not an integer: set it to a whole number in %d..%d" % (name, value, low, high))
+    if not low <= value <= high:
+        raise ValueError("%s %d is out of range: set it to %d..%d" % (name, value, low, high))
+    return value
 
 
 def _shift_for(count):
@@ -335,8 +370,9 @@ class ThresholdDecision:
             self.valid_min = 0
             self.valid_max = 1
         else:
-            self.occupied_below = int(settings["occupied_below_mm"])
-            self.vacant_above = int(settings["vacant_above_mm"])
+            # No defaults: these two depend on the mounting height of the sensor.
+            self.occupied_below = _setting(settings, {}, "occupied_below_mm")
+            self.vacant_above = _setting(settings, {}, "vacant_above_mm")
             if self.occupied_below >= self.vacant_above:
                 raise ValueError(
                     "occupied_below_mm (%d) must be less than vacant_above_mm (%d)"
@@ -660,7 +696,7 @@ class FieldDecision:
             ("activity_samples", activity, 2, MAX_ACTIVITY_SAMPLES),
         ):
             if not low <= size <= high:
-                raise ValueError("%s (%d) must be %d..%d" % (name, size, low, high))
+                raise ValueError("%s %d is out of range: set it to %d..%d" % (name, size, low, high))
         self._first_average = MovingSum(first)
         self._second_average = MovingSum(second)
         self._smooth_divisor = first * second

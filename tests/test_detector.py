@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from mpy import ranger_traces, scenarios
-from mpy.helpers import FIRMWARE_DIR
+from mpy.helpers import FIRMWARE_DIR, run_micropython
 
 sys.path.insert(0, str(FIRMWARE_DIR))
 import detector as firmware  # noqa: E402  (firmware/ is not a package)
@@ -300,6 +300,88 @@ def test_ultrasonic_no_echo_under_hidden_car_is_fault():
 def test_invalid_activity_samples_raise():
     with pytest.raises(ValueError, match="activity_samples"):
         firmware.Detector(dict(ULTRASONIC, activity_samples=1))
+
+
+# Settings a node cannot use, and the message each must give: the key, the value, the range.
+BAD_SETTINGS = {
+    "negative delay": ({"on_delay_ms": -5}, "on_delay_ms -5 is out of range: set it to 0..86400000"),
+    "delay as text": ({"on_delay_ms": "2000"}, "on_delay_ms '2000' is not an integer: set it to a whole number in 0..86400000"),
+    "delay as float": ({"on_delay_ms": 2.5}, "on_delay_ms 2.5 is not an integer: set it to a whole number in 0..86400000"),
+    "delay as bool": ({"off_delay_ms": True}, "off_delay_ms True is not an integer"),
+    "delay past ticks": ({"on_delay_ms": 99999999999999999}, "on_delay_ms 99999999999999999 is out of range: set it to 0..86400000"),
+    "negative percent": ({"level_band_noise_percent": -1}, "level_band_noise_percent -1 is out of range: set it to 0..10000"),
+    "huge distance": ({"valid_max_mm": 1 << 40}, "valid_max_mm 1099511627776 is out of range: set it to 0..65535"),
+    "zero drift samples": ({"drift_samples": 0}, "drift_samples 0 is out of range: set it to 1..65536"),
+    "activity window": ({"activity_samples": 1000}, "activity_samples 1000 is out of range: set it to 2..64"),
+}
+
+
+@pytest.mark.parametrize("change, message", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_settings_rejected_with_range(change, message):
+    with pytest.raises(ValueError) as raised:
+        firmware.Detector(dict(ULTRASONIC, **change))
+    assert message in str(raised.value)
+
+
+def test_required_threshold_missing_named():
+    settings = dict(ULTRASONIC)
+    del settings["occupied_below_mm"]
+    with pytest.raises(ValueError) as raised:
+        firmware.Detector(settings)
+    assert str(raised.value) == "detector setting occupied_below_mm is missing: add it to the board's detector section"
+
+
+def test_magnetometer_settings_checked():
+    with pytest.raises(ValueError) as raised:
+        firmware.Detector({"kind": "magnetometer", "valid_min_counts": -40000})
+    assert str(raised.value) == "valid_min_counts -40000 is out of range: set it to -32768..32767"
+    with pytest.raises(ValueError) as raised:
+        firmware.Detector({"kind": "magnetometer", "smooth_samples": 33})
+    assert str(raised.value) == "smooth_samples 33 is out of range: set it to 1..32"
+
+
+def test_valid_settings_kept_unchanged():
+    # The check must not change a value it accepts, nor the defaults of a key left out.
+    detector = firmware.Detector(dict(ULTRASONIC, on_delay_ms=0, valid_max_mm=65535, stuck_after_ms=86400000))
+    assert detector.decision.on_delay_ms == 0
+    assert detector.decision.off_delay_ms == 3000
+    assert detector.valid_max == 65535
+    assert detector.stuck_after_ms == 86400000
+    assert detector.decision.entry_min_ms == firmware.DEFAULTS["ultrasonic"]["entry_min_ms"]
+
+
+def test_every_default_in_range():
+    # A default outside its own range would stop every node of that kind at start-up.
+    for kind in firmware.KINDS:
+        settings = {"kind": kind, "occupied_below_mm": 1400, "vacant_above_mm": 1700}
+        assert firmware.Detector(settings).kind == kind
+
+
+def test_settings_rejected_on_micropython():
+    # The node runs the check on MicroPython, so its messages must match there too.
+    source = (
+        "from detector import Detector\n"
+        "base = {'kind': 'ultrasonic', 'occupied_below_mm': 1400, 'vacant_above_mm': 1700}\n"
+        "for change in ({'on_delay_ms': -5}, {'on_delay_ms': '2000'}, {'on_delay_ms': 2.5},\n"
+        "               {'on_delay_ms': 99999999999999999}, {'gap_ms': True}):\n"
+        "    settings = dict(base)\n"
+        "    settings.update(change)\n"
+        "    try:\n"
+        "        Detector(settings)\n"
+        "        print('accepted')\n"
+        "    except ValueError as error:\n"
+        "        print(error)\n"
+    )
+    # Compiling detector.py from source takes more heap than an ESP32 has (a node loads the
+    # .mpy), so this run gets more.
+    lines = run_micropython(source, heapsize="512K").splitlines()
+    assert lines == [
+        "on_delay_ms -5 is out of range: set it to 0..86400000",
+        "on_delay_ms '2000' is not an integer: set it to a whole number in 0..86400000",
+        "on_delay_ms 2.5 is not an integer: set it to a whole number in 0..86400000",
+        "on_delay_ms 99999999999999999 is out of range: set it to 0..86400000",
+        "gap_ms True is not an integer: set it to a whole number in 0..86400000",
+    ]
 
 
 @hypothesis_settings(max_examples=40, deadline=None)
