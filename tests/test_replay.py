@@ -5,10 +5,10 @@ import json
 import pytest
 
 from baysense.cli import main
-from baysense.errors import ConfigError, DeviceError
+from baysense.errors import ConfigError
 from baysense.paths import FIRMWARE_DIR
 from baysense.replay import load_settings, replay
-from baysense.replay.engine import Event
+from baysense.replay.engine import Event, open_engine
 from baysense.replay.scoring import label_episodes, score_episodes
 from baysense.replay.traces import expand_paths, read_trace
 from mpy.helpers import DATA_DIR
@@ -267,5 +267,100 @@ def test_csm_empty_run_has_no_state_change():
 def test_detector_error_on_micropython_reported(tmp_path):
     path = write(tmp_path, "a.txt", "0,0,300,0\n1,90,301,0\n")
     settings = {"kind": "magnetometer", "smooth_samples": 99}
-    with pytest.raises(DeviceError, match="smooth_samples"):
+    with pytest.raises(ConfigError, match="smooth_samples 99 is out of range: set it to 1..32"):
         replay([path], settings)
+
+
+# ---- settings the detector rejects -------------------------------------------------------
+
+STAY_ROWS = "\n".join(
+    "%d,%d,%d,%d" % (i, i * 100, 2500 if i < 50 or i >= 150 else 900, int(50 <= i < 150)) for i in range(250)
+)
+ULTRASONIC_SECTION = {"occupied_below_mm": 1200, "vacant_above_mm": 1500}
+
+
+def assert_clean_error(text, message):
+    # A user error is one line: the detector's message and the fix, with no Python frames.
+    assert message in text
+    assert "--set NAME=INTEGER" in text
+    assert "Traceback" not in text
+    assert 'File "' not in text
+    assert "--engine cpython" not in text
+
+
+@pytest.mark.parametrize("engine", ["micropython", "cpython"])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("activity_samples=1000", "activity_samples 1000 is out of range: set it to 2..64"),
+        ("on_delay_ms=-5", "on_delay_ms -5 is out of range: set it to 0..86400000"),
+        ("on_delay_ms=99999999999999999", "on_delay_ms 99999999999999999 is out of range: set it to 0..86400000"),
+    ],
+)
+def test_command_rejects_bad_override(tmp_path, capsys, engine, override, message):
+    path = write(tmp_path, "stay.txt", STAY_ROWS + "\n")
+    status = main(["replay", str(path), "--set", override, "--engine", engine])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out == ""
+    assert_clean_error(captured.err, message)
+
+
+@pytest.mark.parametrize("engine", ["micropython", "cpython"])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        (dict(ULTRASONIC_SECTION, on_delay_ms="2000"), "on_delay_ms '2000' is not an integer"),
+        (dict(ULTRASONIC_SECTION, on_delay_ms=2.5), "on_delay_ms 2.5 is not an integer"),
+        ({"vacant_above_mm": 1500}, "detector setting occupied_below_mm is missing"),
+    ],
+)
+def test_command_rejects_bad_settings_file(tmp_path, capsys, engine, section, message):
+    path = write(tmp_path, "stay.txt", STAY_ROWS + "\n")
+    settings = write(tmp_path, "settings.json", json.dumps(section))
+    status = main(["replay", str(path), "--settings", str(settings), "--kind", "ultrasonic", "--engine", engine])
+    assert status == 1
+    assert_clean_error(capsys.readouterr().err, message)
+
+
+@pytest.mark.parametrize("engine", ["micropython", "cpython"])
+def test_engine_rejects_settings_then_continues(tmp_path, engine):
+    # replay() called with settings that bypassed load_settings: the engine reports them as a
+    # ConfigError, and the same interpreter still replays the next trace.
+    trace = read_trace(write(tmp_path, "stay.txt", STAY_ROWS + "\n"))
+    good = dict(ULTRASONIC_SECTION, kind="ultrasonic")
+    runner = open_engine(engine)
+    try:
+        with pytest.raises(ConfigError) as raised:
+            runner.run(trace, dict(good, gap_ms=-1))
+        assert "gap_ms -1 is out of range: set it to 0..86400000" in str(raised.value)
+        assert [event.state for event in runner.run(trace, good).events] == [1, 0]
+    finally:
+        runner.close()
+
+
+def test_settings_without_kind_named(tmp_path, capsys):
+    settings = write(tmp_path, "settings.json", json.dumps(ULTRASONIC_SECTION))
+    path = write(tmp_path, "stay.txt", STAY_ROWS + "\n")
+    assert main(["replay", str(path), "--settings", str(settings)]) == 1
+    error = capsys.readouterr().err
+    assert "the detector settings name no sensor kind" in error
+    assert "pass --kind ultrasonic|magnetometer|presence" in error
+    assert "None" not in error
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_settings_file_any_json_encoding(tmp_path, encoding):
+    # Notepad can save UTF-8 with a byte order mark, and PowerShell's `>` writes UTF-16.
+    path = tmp_path / "settings.json"
+    path.write_bytes(json.dumps(dict(ULTRASONIC_SECTION, on_delay_ms=1234)).encode(encoding))
+    settings = load_settings(settings_file=path, kind="ultrasonic")
+    assert settings == dict(ULTRASONIC_SECTION, on_delay_ms=1234, kind="ultrasonic")
+
+
+def test_settings_file_not_text_rejected(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_bytes('{"on_delay_ms": "\u00e9"}'.encode("latin-1"))
+    with pytest.raises(ConfigError) as raised:
+        load_settings(settings_file=path, kind="ultrasonic")
+    assert str(raised.value) == "settings %s is not UTF-8 or UTF-16 text (byte 0xe9 at offset 17): save it as UTF-8" % path

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .. import boards
+from .. import boards, jsonfile
 from ..errors import ConfigError
 from . import engine as engines
 from .scoring import false_occupied, label_episodes, score_episodes
@@ -32,13 +32,7 @@ def load_settings(board=None, settings_file=None, kind=None, overrides=(), firmw
         raise ConfigError("--board and --settings both given", "pass only one of them")
     settings = {}
     if settings_file:
-        try:
-            with open(settings_file) as handle:
-                loaded = json.load(handle)
-        except OSError as error:
-            raise ConfigError("cannot read settings %s: %s" % (settings_file, error.strerror), "check the path") from None
-        except json.JSONDecodeError as error:
-            raise ConfigError("%s: invalid JSON at line %d: %s" % (settings_file, error.lineno, error.msg), "fix the file")
+        loaded = jsonfile.load(settings_file, "settings")
         if not isinstance(loaded, dict):
             raise ConfigError("%s: expected a JSON object" % settings_file, "write {\"on_delay_ms\": 5000, ...}")
         if "detector" in loaded:
@@ -52,23 +46,32 @@ def load_settings(board=None, settings_file=None, kind=None, overrides=(), firmw
         settings["kind"] = definition["sensor"]["kind"]
     if kind:
         settings["kind"] = kind
-    if settings.get("kind") not in KINDS:
-        raise ConfigError("sensor kind %r is unknown" % settings.get("kind"), "pass --kind %s" % "|".join(KINDS))
+    if settings.get("kind") is None:
+        raise ConfigError("the detector settings name no sensor kind", "pass --kind %s" % "|".join(KINDS))
+    if settings["kind"] not in KINDS:
+        raise ConfigError("sensor kind %r is unknown" % settings["kind"], "pass --kind %s" % "|".join(KINDS))
     for item in overrides:
         name, _, text = item.partition("=")
         try:
             settings[name.strip()] = int(text)
         except ValueError:
             raise ConfigError("--set %r is not NAME=INTEGER" % item, "for example --set on_delay_ms=5000") from None
-    _warn_unknown(settings, firmware_dir)
+    firmware = engines.load_firmware_detector(firmware_dir)
+    _warn_unknown(settings, firmware)
+    # Build one detector now, so a setting it rejects stops the replay before any trace runs,
+    # with the same message on both engines.
+    try:
+        firmware.Detector(settings)
+    except (ValueError, KeyError, TypeError) as error:
+        raise engines.settings_error(error) from None
     return settings
 
 
-def _warn_unknown(settings, firmware_dir):
+def _warn_unknown(settings, firmware):
     # The firmware ignores names it does not know, so a misspelt setting would silently keep
     # its default. The warning goes where a person reads the output.
     kind = settings["kind"]
-    known = set(engines.load_firmware_detector(firmware_dir).DEFAULTS[kind]) | {"kind", "occupied_below_mm", "vacant_above_mm"}
+    known = set(firmware.DEFAULTS[kind]) | {"kind", "occupied_below_mm", "vacant_above_mm"}
     for name in sorted(set(settings) - known):
         log.warning("detector setting %r is not used by the %s detector: check its spelling", name, kind)
 

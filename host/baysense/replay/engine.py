@@ -30,6 +30,20 @@ HEAP_SIZE = "110K"
 EXIT_TIMEOUT_S = 30.0
 
 
+def settings_error(error):
+    """Return the ConfigError for an exception the detector raised on its settings."""
+    if isinstance(error, KeyError):
+        # Only a firmware copy under development raises KeyError: the project's detector
+        # reports a missing setting as a ValueError.
+        problem = "detector setting %s is missing" % error.args[0]
+    else:
+        problem = str(error)
+    return ConfigError(
+        "the detector rejected its settings (%s)" % problem,
+        "change the value in the board definition, the --settings file or --set NAME=INTEGER",
+    )
+
+
 @dataclass
 class Event:
     """One state change the detector would report."""
@@ -97,6 +111,7 @@ class MicroPythonEngine:
     def _read_run(self, trace):
         events = []
         other = []  # anything else the interpreter printed: a traceback goes to stdout
+        rejected = None  # the detector's message when it rejected the settings
         while True:
             line = self._process.stdout.readline()
             if not line:
@@ -104,7 +119,13 @@ class MicroPythonEngine:
             parts = line.split()
             if parts and parts[0] == "C":
                 events.append(Event(*map(int, parts[1:5])))
+            elif parts and parts[0] == "X":
+                # The runner skips this trace's samples and still ends it with "D", which is
+                # read before raising, so the interpreter can replay the next trace.
+                rejected = line[2:].rstrip()
             elif parts and parts[0] == "D":
+                if rejected is not None:
+                    raise settings_error(ValueError(rejected))
                 samples, spent_us, allocated, detector_bytes = map(int, parts[1:5])
                 return Run(events, samples, spent_us, allocated, detector_bytes)
             else:
@@ -155,7 +176,10 @@ class CPythonEngine:
         self.module = load_firmware_detector(firmware_dir)
 
     def run(self, trace, settings):
-        detector = self.module.Detector(settings)
+        try:
+            detector = self.module.Detector(settings)
+        except (ValueError, KeyError, TypeError) as error:
+            raise settings_error(error) from None
         events = []
         started = time.perf_counter()
         for now, value in zip(trace.times_ms, trace.values):

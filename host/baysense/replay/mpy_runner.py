@@ -7,7 +7,8 @@
 #   F <time_ms> <reason>  one sensor fault
 #   E                     end of trace
 # It prints one line per state change, "C <time_ms> <state> <reason> <value>", and after E one
-# line "D <samples> <ticks_us in update> <bytes allocated in update> <detector bytes>".
+# line "D <samples> <ticks_us in update> <bytes allocated in update> <detector bytes>". When
+# the detector rejects the settings, it prints "X <message>" and skips the trace's samples.
 
 import gc
 import json
@@ -40,7 +41,12 @@ def run():
         head = line[0]
         if head == "S":
             detector = None
-            detector, detector_bytes = measure_detector_bytes(json.loads(line[2:]))
+            try:
+                detector, detector_bytes = measure_detector_bytes(json.loads(line[2:]))
+            except KeyError as error:
+                write("X detector setting %s is missing\n" % error.args[0])
+            except (ValueError, TypeError) as error:
+                write("X %s\n" % error)
             samples = 0
             spent_us = 0
             allocated = 0
@@ -49,6 +55,8 @@ def run():
         if head == "E":
             write("D %d %d %d %d\n" % (samples, spent_us, allocated, detector_bytes))
             continue
+        if detector is None:
+            continue  # the settings were rejected
         if head == "F":
             parts = line[2:].split()
             now = int(parts[0])
