@@ -93,3 +93,93 @@ def test_magnetometer_pins_required():
     del board["sensor"]["pins"]["drdy"]
     with pytest.raises(ConfigError, match="sensor.pins must name drdy, scl, sda"):
         boards.validate(board, "esp32c3 variant")
+
+
+def virtual_variant(tmp_path, change, name="variant.json"):
+    board = json.loads((BOARDS_DIR / "virtual.json").read_text())
+    change(board)
+    path = tmp_path / name
+    path.write_text(json.dumps(board))
+    return path
+
+
+FIRMWARE_REJECTS = {
+    # variant: (change, key, words the firmware's message must add)
+    "activity out of range": (lambda b: b["detector"].update(activity_samples=1000), "activity_samples", ["1000", "2..64"]),
+    "thresholds crossed": (lambda b: b["detector"].update(vacant_above_mm=1000), "occupied_below_mm", ["1000", "1400"]),
+    "required threshold missing": (lambda b: b["detector"].pop("occupied_below_mm"), "occupied_below_mm", ["missing"]),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(FIRMWARE_REJECTS))
+def test_detector_the_firmware_rejects(variant, tmp_path):
+    change, key, words = FIRMWARE_REJECTS[variant]
+    path = virtual_variant(tmp_path, change)
+    with pytest.raises(ConfigError) as raised:
+        boards.load(str(path))
+    message = str(raised.value)
+    assert message.startswith("%s: " % path)
+    assert "detector.%s" % key in message
+    for word in words:
+        assert word in message
+    assert "fix detector.%s in %s" % (key, path) in message
+
+
+def test_detector_key_error_names_key(tmp_path):
+    # A firmware copy may still raise KeyError for a setting without a default.
+    firmware = tmp_path / "firmware"
+    firmware.mkdir()
+    (firmware / "detector.py").write_text(
+        "class Detector:\n    def __init__(self, settings):\n        settings['occupied_below_mm']\n"
+    )
+    board = boards.load("virtual")
+    del board["detector"]["occupied_below_mm"]
+    with pytest.raises(ConfigError) as raised:
+        boards.check_detector(board, "copy.json", firmware)
+    message = str(raised.value)
+    assert "copy.json: detector.occupied_below_mm is missing" in message
+    assert "add it to the detector section" in message
+
+
+@pytest.mark.parametrize("value", ["2000", 2.5, True, None])
+def test_detector_setting_must_be_integer(value, tmp_path):
+    path = virtual_variant(tmp_path, lambda b: b["detector"].update(gap_ms=value))
+    with pytest.raises(ConfigError) as raised:
+        boards.load(str(path))
+    message = str(raised.value)
+    assert "%s: detector.gap_ms = %r must be an integer" % (path, value) in message
+    assert "whole number" in message
+
+
+def test_detector_negative_counts_accepted():
+    # The magnetometer's valid range is in signed counts, so only _ms, _mm, ... must be >= 0.
+    board = boards.load("virtual-magnetometer")
+    board["detector"]["valid_min_counts"] = -2000
+    assert boards.check_detector(board, "magnetometer variant") is board
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8-sig", "utf-32"])
+def test_load_utf16_and_bom(encoding, tmp_path):
+    # PowerShell's `>` writes UTF-16 with a byte order mark, and Notepad may add a UTF-8 one.
+    original = json.loads((BOARDS_DIR / "virtual.json").read_text())
+    path = tmp_path / "windows.json"
+    path.write_bytes(json.dumps(original, indent=2).encode(encoding))
+    assert boards.load(str(path)) == original
+
+
+def test_load_non_unicode_names_fix(tmp_path):
+    text = json.dumps(json.loads((BOARDS_DIR / "virtual.json").read_text()))
+    path = tmp_path / "latin.json"
+    path.write_bytes(text.replace("Virtual board", "Virtuel board \u00e9").encode("latin-1"))
+    with pytest.raises(ConfigError) as raised:
+        boards.load(str(path))
+    message = str(raised.value)
+    assert "%s: invalid utf-8 text at byte" % path in message
+    assert "save the file as UTF-8" in message
+
+
+def test_load_rejects_non_object(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="invalid board definition, a list: write one JSON object"):
+        boards.load(str(path))

@@ -1,5 +1,6 @@
 """Fleet manifests: TOML and CSV read alike, and every invalid value is reported with its line and field."""
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from baysense.errors import ConfigError
 from baysense.fleet import manifest
 from baysense.fleet.manifest import ManifestError
+from baysense.paths import BOARDS_DIR
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 
@@ -244,3 +246,29 @@ def test_unknown_manifest_type(tmp_path):
 
     with pytest.raises(ConfigError, match="unknown manifest type"):
         manifest.load(path)
+
+
+def test_board_the_firmware_rejects(tmp_path):
+    board = json.loads((BOARDS_DIR / "virtual.json").read_text())
+    board["detector"]["activity_samples"] = 1000
+    (tmp_path / "bad-detector.json").write_text(json.dumps(board))
+    path = write(
+        tmp_path,
+        "site.toml",
+        """
+        community = "lot-7"
+        gateway = "127.0.0.1:5683"
+        board = "virtual"
+
+        [[bays]]
+        id = "b1"
+        port = "/dev/pts/90"
+        board = "%s"
+        """ % (tmp_path / "bad-detector.json"),
+    )
+    problems, error = problems_of(path)
+
+    assert (8, "board") in problems
+    assert "detector.activity_samples" in str(error)
+    assert "1000 is out of range" in str(error)
+    assert "fix detector.activity_samples in %s" % (tmp_path / "bad-detector.json") in str(error)

@@ -4,11 +4,13 @@ A definition is data checked against SCHEMA here, so a typo in a board file is r
 the file, the field and the fix instead of surfacing later as a wrong pin on a real board.
 """
 
+import functools
 import json
+import re
 from pathlib import Path
 
 from .errors import ConfigError
-from .paths import BOARDS_DIR
+from .paths import BOARDS_DIR, FIRMWARE_DIR
 
 CHIPS = {
     # chip -> where the MicroPython image starts in flash (the second-stage bootloader's offset)
@@ -21,6 +23,8 @@ SENSOR_KINDS = {
     "magnetometer": {"sda", "scl", "drdy"},
     "presence": {"input"},
 }
+# A detector setting's name, as the firmware's error messages spell it: on_delay_ms.
+SETTING_NAME = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b")
 USB_BRIDGES = {"cp210x", "ch340", "ch9102", "ftdi", "espressif-native", "virtual"}
 
 # field -> (type, required)
@@ -83,6 +87,13 @@ def validate(board, source="board definition"):
     for name, number in pins.items():
         if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 48:
             raise ConfigError("%s: sensor.pins.%s = %r is not a GPIO number" % (source, name, number), "use 0 to 48")
+    for name, value in board["detector"].items():
+        # Every detector setting is an integer, and the node's int() would silently truncate
+        # 2.5 or accept "2000".
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(
+                "%s: detector.%s = %r must be an integer" % (source, name, value), "write it as a whole number"
+            )
     for settings_name in ("sensor", "detector"):
         for name, value in board[settings_name].items():
             if name.endswith(("_ms", "_us", "_mm", "_hz")) and (not isinstance(value, int) or value < 0):
@@ -93,18 +104,78 @@ def validate(board, source="board definition"):
     return board
 
 
-def load(name_or_path):
-    """Load and validate a board by name (boards/NAME.json) or by path."""
+def check_detector(board, source="board definition", firmware_dir=FIRMWARE_DIR):
+    """Build the firmware's Detector from the board's detector section, as the node does at boot.
+
+    A setting the firmware rejects would stop the node at boot, so it is reported here, before
+    anything is written to a board. Raise ConfigError naming the file, the key and the fix.
+    """
+    settings = dict(board["detector"])
+    settings["kind"] = board["sensor"]["kind"]
+    try:
+        _firmware_detector(Path(firmware_dir)).Detector(settings)
+    except KeyError as error:
+        key = error.args[0] if error.args else "?"
+        raise ConfigError(
+            "%s: detector.%s is missing" % (source, key),
+            "the %s detector has no default for it: add it to the detector section" % settings["kind"],
+        ) from None
+    except (ValueError, TypeError) as error:
+        key = _named_key(str(error))
+        where = "detector.%s" % key if key else "the detector section"
+        raise ConfigError(
+            "%s: the node's firmware would reject %s (%s)" % (source, where, error), "fix %s in %s" % (where, source)
+        ) from None
+    return board
+
+
+def _named_key(message):
+    """Return the first setting name in the firmware's message, or None.
+
+    Every detector setting's name has an underscore, and the firmware's messages name the
+    setting they are about before any other.
+    """
+    match = SETTING_NAME.search(message)
+    return match.group(0) if match else None
+
+
+@functools.lru_cache(maxsize=4)
+def _firmware_detector(firmware_dir):
+    # Imported here: the replay package imports this module.
+    from .replay.engine import load_firmware_detector
+
+    return load_firmware_detector(firmware_dir)
+
+
+def load(name_or_path, firmware_dir=FIRMWARE_DIR):
+    """Load and validate a board by name (boards/NAME.json) or by path.
+
+    The detector section is checked against the Detector in `firmware_dir`. The file may be
+    UTF-8 (with or without a byte order mark), UTF-16 or UTF-32: PowerShell's `>` writes UTF-16.
+    """
     path = Path(name_or_path)
     if not path.suffix:
         path = BOARDS_DIR / (name_or_path + ".json")
     try:
-        board = json.loads(path.read_text())
+        # json.loads detects the encoding of bytes from a byte order mark or the zero bytes.
+        board = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError("board definition not found (%s)" % name_or_path, "known boards: %s" % ", ".join(names()))
+    except IsADirectoryError:
+        raise ConfigError("board definition %s is a folder" % path, "name a .json file") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            "%s: invalid %s text at byte %d" % (path, error.encoding, error.start), "save the file as UTF-8"
+        ) from None
     except json.JSONDecodeError as error:
         raise ConfigError("%s: invalid JSON at line %d: %s" % (path, error.lineno, error.msg), "fix the file")
-    return validate(board, str(path))
+    if not isinstance(board, dict):
+        raise ConfigError(
+            "%s: invalid board definition, a %s" % (path, type(board).__name__),
+            "write one JSON object, as in boards/virtual.json",
+        )
+    validate(board, str(path))
+    return check_detector(board, str(path), firmware_dir)
 
 
 def names():
