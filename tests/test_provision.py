@@ -247,3 +247,40 @@ def test_gateway_address_checks():
         assert repr(bad) in str(error.value)
         assert "1 to 65535" in str(error.value)
     assert provision.check_gateway("gateway.local:4700") == "gateway.local:4700"
+
+
+@pytest.mark.parametrize(
+    "address, host, problem",
+    [
+        ("127.0.0.300:4700", "127.0.0.300", "is not an IPv4 address"),
+        ("127.0.0.l:4700", "127.0.0.l", "is not an IPv4 address"),
+        ("10.0.1:4700", "10.0.1", "is not an IPv4 address"),
+        ("gate_way.local:4700", "gate_way.local", "is not a valid host name"),
+        ("gateway..local:4700", "gateway..local", "is not a valid host name"),
+        ("-gateway.local:4700", "-gateway.local", "is not a valid host name"),
+        ("%s.local:4700" % ("a" * 64), "a" * 64 + ".local", "is not a valid host name"),
+    ],
+)
+def test_gateway_host_checked_without_lookup(address, host, problem):
+    with pytest.raises(ConfigError) as error:
+        provision.check_gateway(address)
+    message = str(error.value)
+    assert "invalid gateway address %r: %r %s" % (address, host, problem) in message
+    assert "for example 192.168.1.10:4700" in message
+
+
+def test_gateway_valid_hosts_accepted():
+    for address in ("192.168.1.10:4700", "localhost:4700", "gw-1.lot7.example:5683", "2001.example:4700"):
+        assert provision.check_gateway(address) == address
+
+
+def test_cli_invalid_gateway_writes_nothing(blank, registry_file, capsys):
+    status = main(
+        ["provision", "--port", blank.port, "--device-id", "bay-7", "--gateway", "127.0.0.300:4700",
+         "--registry", str(registry_file), "--no-reset"]
+    )
+    assert status == 1
+    assert "'127.0.0.300' is not an IPv4 address" in capsys.readouterr().err
+    assert not (blank.fs_dir / "config.json").exists()
+    with Registry(registry_file) as registry:
+        assert registry.devices() == []

@@ -7,6 +7,7 @@ to verify it.
 """
 
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -40,15 +41,41 @@ def check_device_id(device_id):
     return device_id
 
 
-GATEWAY_ADDRESS = re.compile(r"^[A-Za-z0-9.-]+$")
+# A DNS label as RFC 1123 allows it in a host name: letters, digits and inner hyphens.
+HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# RFC 1035's limit on a whole name, without the trailing dot.
+MAX_HOST_NAME_CHARS = 253
+GATEWAY_HINT = "use HOST:PORT with a port from 1 to 65535, for example 192.168.1.10:4700"
 
 
 def check_gateway(address):
-    """Check a HOST:PORT gateway address; the node resolves HOST with getaddrinfo."""
+    """Check a HOST:PORT gateway address without a DNS lookup; the node resolves HOST itself.
+
+    HOST must be an IPv4 address or a host name. A HOST of four labels with three or four of
+    them numbers is taken as an IPv4 address, so 127.0.0.300 or 127.0.0.l (a letter l) is
+    rejected here instead of failing in the node's getaddrinfo.
+    """
     host, separator, port = (address or "").rpartition(":")
-    hint = "use HOST:PORT with a port from 1 to 65535, for example 192.168.1.10:4700"
-    if not separator or not GATEWAY_ADDRESS.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError("invalid gateway address %r" % address, hint)
+    if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("invalid gateway address %r" % address, GATEWAY_HINT)
+
+    labels = host.split(".")
+    numeric = sum(label.isdigit() for label in labels)
+    if numeric == len(labels) or (len(labels) == 4 and numeric == 3):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ConfigError(
+                "invalid gateway address %r: %r is not an IPv4 address" % (address, host),
+                GATEWAY_HINT + ", and an IPv4 HOST of four numbers from 0 to 255",
+            ) from None
+        return address
+
+    if len(host) > MAX_HOST_NAME_CHARS or not all(HOST_LABEL.match(label) for label in labels):
+        raise ConfigError(
+            "invalid gateway address %r: %r is not a valid host name" % (address, host),
+            GATEWAY_HINT + ", and a host name of dot-separated letters, digits and inner hyphens",
+        )
     return address
 
 
