@@ -198,3 +198,94 @@ def test_busy_port_named_in_error(make_vboard):
     assert "port busy (%s)" % board.port in str(error.value)
     with Device(board.port) as device:  # free again once the other program closed it
         assert device.eval("1") == 1
+
+
+# ---- stimulus and board definitions given bad input ----------------------------------------
+
+BAD_STIMULUS = {
+    "distance as text": ('distance_mm="900"', 'invalid stimulus value distance_mm="900": distance_mm must be a number in 0..65535'),
+    "presence of two": ("presence=2", "invalid stimulus value presence=2: presence must be 0 or 1 (or true or false)"),
+    "field of two axes": ("field=[1,2]", "invalid stimulus value field=[1, 2]: field must be a list of three numbers [x, y, z] in -32768..32767"),
+    "edge rate above one": ("drop_edge_rate=1.5", "invalid stimulus value drop_edge_rate=1.5: drop_edge_rate must be a number in 0..1"),
+    "positive rssi": ("rssi=20", "invalid stimulus value rssi=20: rssi must be an integer in -120..0"),
+    "echo as number": ("echo=1", "invalid stimulus value echo=1: echo must be true or false"),
+}
+
+
+@pytest.fixture
+def board_dir(tmp_path):
+    # A stopped board's folder: the stimulus command only writes its sim/stimulus.json.
+    (tmp_path / "sim").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("setting, message", BAD_STIMULUS.values(), ids=BAD_STIMULUS.keys())
+def test_stimulus_rejects_bad_value(board_dir, capsys, setting, message):
+    from baysense.cli import main
+
+    assert main(["stimulus", "--dir", str(board_dir), "distance_mm=900"]) == 0
+    before = (board_dir / "sim" / "stimulus.json").read_text()
+    capsys.readouterr()
+
+    assert main(["stimulus", "--dir", str(board_dir), "link=false", setting]) == 1
+    assert "baysense: %s\n" % message in capsys.readouterr().err
+    assert (board_dir / "sim" / "stimulus.json").read_text() == before  # link=false was not written either
+
+
+def test_stimulus_accepts_valid_values(board_dir, capsys):
+    import json
+
+    from baysense.cli import main
+
+    settings = ["distance_mm=450.5", "presence=true", "field=[-32768,0,32767]", "drop_edge_rate=1", "rssi=-120"]
+    assert main(["stimulus", "--dir", str(board_dir), *settings]) == 0
+    world = json.loads((board_dir / "sim" / "stimulus.json").read_text())
+    assert world["distance_mm"] == 450.5
+    assert world["presence"] is True
+    assert world["field"] == [-32768, 0, 32767]
+    assert world["drop_edge_rate"] == 1
+    assert world["rssi"] == -120
+    assert world["echo"] is True  # a key not given keeps its value
+
+
+def test_stimulus_schema_covers_world():
+    from baysense.vboard.stimulus import DEFAULT_WORLD, WORLD_SCHEMA, check_world
+
+    assert set(WORLD_SCHEMA) == set(DEFAULT_WORLD)
+    check_world(DEFAULT_WORLD)  # the defaults themselves must pass
+
+
+def test_stimulus_rejects_parent_folder(tmp_path, capsys):
+    from baysense.cli import main
+
+    (tmp_path / "bay1" / "sim").mkdir(parents=True)
+    assert main(["stimulus", "--dir", str(tmp_path), "distance_mm=900"]) == 1
+    error = capsys.readouterr().err
+    assert "%s is not a virtual board's folder (it has no sim/ folder)" % tmp_path in error
+    assert "pass the folder of the `dir:` line that `baysense vboard` printed" in error
+    assert "Traceback" not in error
+    assert list(tmp_path.iterdir()) == [tmp_path / "bay1"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_board_file_any_json_encoding(tmp_path, encoding):
+    import json
+
+    from baysense import boards
+    from baysense.vboard.cli import load_board
+
+    definition = json.loads((boards.BOARDS_DIR / "virtual.json").read_text())
+    path = tmp_path / "board.json"
+    path.write_bytes(json.dumps(definition).encode(encoding))
+    assert load_board(str(path)) == boards.load("virtual")
+
+
+def test_board_file_not_text_rejected(tmp_path):
+    from baysense.errors import ConfigError
+    from baysense.vboard.cli import load_board
+
+    path = tmp_path / "board.json"
+    path.write_bytes(b'{"name": "caf\xe9"}')
+    with pytest.raises(ConfigError) as raised:
+        load_board(str(path))
+    assert str(raised.value) == "board definition %s is not UTF-8 or UTF-16 text (byte 0xe9 at offset 13): save it as UTF-8" % path

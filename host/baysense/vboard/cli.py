@@ -9,10 +9,20 @@ from pathlib import Path
 
 import click
 
-from .. import boards
+from .. import boards, jsonfile
 from ..errors import ConfigError
 from .board import VirtualBoard
 from .stimulus import DEFAULT_WORLD, Stimulus
+
+
+def load_board(name_or_path):
+    """Load a board definition by name, or from a .json file in any encoding JSON allows."""
+    path = Path(name_or_path)
+    # NOTE: boards.load reads files as UTF-8 text only, so a file saved as UTF-16 or with a
+    # byte order mark is read here instead. Other commands that take --board still reject it.
+    if path.suffix == ".json" and path.is_file():
+        return boards.validate(jsonfile.load(path, "board definition"), str(path))
+    return boards.load(name_or_path)
 
 
 def _announce(line):
@@ -46,7 +56,7 @@ def vboard(state_dir, board_name, baud, bootloader, chip, rfc2217):
     use that path as a USB board's port. `baysense stimulus --dir DIR distance_mm=900` puts a
     car under its ranger. SIGUSR1 cuts the board's power (it reboots); SIGTERM or Ctrl-C stops it.
     """
-    board = boards.load(board_name)
+    board = load_board(board_name)
     if state_dir is None:
         state_dir = Path(tempfile.mkdtemp(prefix="baysense-vboard-"))
     virtual = VirtualBoard(state_dir, board, baud=baud)
@@ -134,9 +144,16 @@ def stimulus_command(state_dir, settings):
 
     SETTINGS are KEY=VALUE pairs with JSON values, for example `distance_mm=900` (a car under
     the ranger), `echo=false` (ranger unplugged), `link=false` (Wi-Fi down),
-    `field=[120,-40,300]` or `presence=1`. With no SETTINGS it prints the current world.
+    `field=[120,-40,300]` or `presence=1`. A value of the wrong type or out of range is
+    rejected and nothing is changed. With no SETTINGS it prints the current world.
     """
-    stimulus = Stimulus(state_dir / "sim")
+    sim_dir = state_dir / "sim"
+    if not sim_dir.is_dir():
+        raise ConfigError(
+            "%s is not a virtual board's folder (it has no sim/ folder)" % state_dir,
+            "pass the folder of the `dir:` line that `baysense vboard` printed",
+        )
+    stimulus = Stimulus(sim_dir)
     values = {}
     for setting in settings:
         key, separator, text = setting.partition("=")

@@ -11,6 +11,8 @@ import os
 import threading
 from pathlib import Path
 
+from ..errors import ConfigError
+
 DEFAULT_WORLD = {
     "distance_mm": 2600,
     "distance_noise_mm": 0,
@@ -23,6 +25,67 @@ DEFAULT_WORLD = {
     "link": True,
     "rssi": -58,
 }
+
+# Valid values of each key: "number" (int or float), "integer", "boolean", "presence" (0, 1,
+# true or false) or "field" (three numbers), with the inclusive range of the numbers.
+# The simulated sensors use them as they are, so a string or a value out of range would raise
+# inside the board's MicroPython process and stop its node.
+WORLD_SCHEMA = {
+    "distance_mm": ("number", 0, 65535),  # what a 16-bit ranger register can report
+    "distance_noise_mm": ("number", 0, 65535),
+    "echo": ("boolean", None, None),
+    "drop_edge_rate": ("number", 0, 1),  # a share of the echo edges
+    "field": ("field", -32768, 32767),  # the signed 16-bit counts of a QMC5883L axis
+    "field_noise": ("number", 0, 32767),
+    "i2c_error": ("boolean", None, None),
+    "presence": ("presence", 0, 1),
+    "link": ("boolean", None, None),
+    "rssi": ("integer", -120, 0),  # dBm, as Wi-Fi drivers report it: 0 is the strongest
+}
+TYPE_NAMES = {
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "presence": "0 or 1 (or true or false)",
+    "field": "a list of three numbers [x, y, z]",
+}
+
+
+def _is_number(value):
+    # bool is an int subclass in Python, but `true` is no distance.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _value_valid(kind, value, low, high):
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "presence":
+        if isinstance(value, bool):
+            return True
+        return _is_number(value) and value in (0, 1)
+    if kind == "field":
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == 3
+            and all(_is_number(axis) and low <= axis <= high for axis in value)
+        )
+    if kind == "integer" and not (isinstance(value, int) and not isinstance(value, bool)):
+        return False
+    return _is_number(value) and low <= value <= high
+
+
+def check_world(values):
+    """Raise ConfigError for the first key of `values` that is unknown or has an invalid value."""
+    for key, value in values.items():
+        if key not in WORLD_SCHEMA:
+            raise ConfigError("unknown stimulus key %r" % key, "known keys: %s" % ", ".join(sorted(WORLD_SCHEMA)))
+        kind, low, high = WORLD_SCHEMA[key]
+        if _value_valid(kind, value, low, high):
+            continue
+        expected = TYPE_NAMES[kind]
+        if kind in ("number", "integer", "field"):
+            expected += " in %s..%s" % (low, high)
+        raise ConfigError("invalid stimulus value %s=%s" % (key, json.dumps(value)), "%s must be %s" % (key, expected))
 
 
 class Stimulus:
@@ -39,10 +102,8 @@ class Stimulus:
             return dict(DEFAULT_WORLD)
 
     def set(self, **values):
-        """Change some keys of the world and keep the others."""
-        unknown = set(values) - set(DEFAULT_WORLD)
-        if unknown:
-            raise ValueError("unknown stimulus keys %s; known: %s" % (sorted(unknown), sorted(DEFAULT_WORLD)))
+        """Change some keys of the world and keep the others. An invalid value raises ConfigError."""
+        check_world(values)
         with self._lock:
             world = self.read()
             world.update(values)
