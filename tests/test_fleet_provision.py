@@ -407,6 +407,17 @@ def test_wifi_password_reaches_board(firmware, tmp_path, virtual_boards, gateway
     assert config["wifi"] == {"ssid": "lot-net", "password": "hunter22"}
     assert "hunter22" not in (tmp_path / "site-logs" / "b1.log").read_text()
 
+    # A manifest without [wifi] keeps the board's Wi-Fi settings and changes the rest.
+    path = write_manifest(tmp_path, gateway, [virtual_boards[0].port], heartbeat_s=45)
+    status, bays, _ = provision_json(capsys, path, registry_path, firmware)
+
+    assert status == 0, bays["b1"]["detail"]
+    assert "device b1 updated" in (tmp_path / "site-logs" / "b1.log").read_text()
+    config = json.loads((virtual_boards[0].fs_dir / "config.json").read_text())
+    assert config["wifi"] == {"ssid": "lot-net", "password": "hunter22"}
+    assert config["heartbeat_s"] == 45
+    assert "hunter22" not in (tmp_path / "site-logs" / "b1.log").read_text()
+
 
 def test_serial_number_resolves_to_port(firmware, tmp_path, virtual_boards, gateway, registry_path, monkeypatch):
     # baysense.ports looks up a board's USB serial number. Here its list shows the virtual

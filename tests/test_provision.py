@@ -284,3 +284,72 @@ def test_cli_invalid_gateway_writes_nothing(blank, registry_file, capsys):
     assert not (blank.fs_dir / "config.json").exists()
     with Registry(registry_file) as registry:
         assert registry.devices() == []
+
+
+def test_cli_keeps_wifi_without_ssid(blank, registry_file, tmp_path, capsys, caplog):
+    password_file = tmp_path / "wifi-password"
+    password_file.write_text("hunter2-wifi\n")
+    password_file.chmod(0o600)
+    logs = []
+
+    class Recording(Device):
+        def close(self):
+            logs.append(bytes(self.log))
+            super().close()
+
+    wifi = ["--wifi-ssid", "lot-3", "--wifi-password-file", str(password_file)]
+    assert run_provision(blank, registry_file, *wifi) == 0
+    key_before = board_config(blank)["key"]
+    with caplog.at_level(logging.DEBUG), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(provision, "Device", Recording)
+        assert run_provision(blank, registry_file, "--heartbeat", "45", verbose=True) == 0
+        assert run_provision(blank, registry_file, "--heartbeat", "45", verbose=True) == 0
+    captured = capsys.readouterr()
+
+    assert captured.out.splitlines() == ["bay-7: created", "bay-7: updated", "bay-7: unchanged"]
+    config = board_config(blank)
+    assert config["wifi"] == {"ssid": "lot-3", "password": "hunter2-wifi"}
+    assert config["heartbeat_s"] == 45
+    assert config["key"] == key_before
+    # The board read the password back to the host: it must not show in what the board printed.
+    assert len(logs) == 2
+    for device_log in logs:
+        assert b"hunter2-wifi" not in device_log
+        assert b"hunter2-wifi".hex().encode() not in device_log
+    assert "hunter2-wifi" not in caplog.text
+
+
+def test_cli_no_wifi_clears_settings(blank, registry_file, monkeypatch, capsys):
+    monkeypatch.setenv("BAYSENSE_WIFI_PASSWORD", "from-environment")
+    assert run_provision(blank, registry_file, "--wifi-ssid", "lot-3") == 0
+    key_before = board_config(blank)["key"]
+
+    assert run_provision(blank, registry_file, "--no-wifi") == 0
+
+    assert capsys.readouterr().out.splitlines() == ["bay-7: created", "bay-7: updated"]
+    assert board_config(blank)["wifi"] == {}
+    assert board_config(blank)["key"] == key_before
+
+
+def test_cli_wifi_ssid_and_no_wifi_conflict(blank, registry_file, capsys):
+    assert run_provision(blank, registry_file, "--wifi-ssid", "lot-3", "--no-wifi") == 1
+    error = capsys.readouterr().err
+    assert "--wifi-ssid and --no-wifi both given" in error
+    assert "pass --wifi-ssid to set the network, or --no-wifi to clear it" in error
+    assert not (blank.fs_dir / "config.json").exists()
+
+
+def test_invalid_board_config_stops_provision(blank, registry_file, capsys):
+    # Without valid JSON on the board its Wi-Fi settings cannot be kept, so provision stops.
+    (blank.fs_dir / "config.json").write_text("{not json")
+    assert run_provision(blank, registry_file) == 1
+    error = capsys.readouterr().err
+    assert "the Wi-Fi settings in /config.json on %s are not valid JSON" % blank.port in error
+    assert "--wifi-ssid" in error
+    assert "--no-wifi" in error
+    assert (blank.fs_dir / "config.json").read_text() == "{not json"
+    with Registry(registry_file) as registry:
+        assert registry.devices() == []
+
+    assert run_provision(blank, registry_file, "--no-wifi") == 0
+    assert board_config(blank)["wifi"] == {}

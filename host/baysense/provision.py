@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from . import boards
-from .device import Device
+from .device import Device, literal
 from .errors import ConfigError, DeviceError
 from .ports import port_option, resolve_port
 from .registry import Registry
@@ -30,6 +30,32 @@ CONFIG_PATH = "/config.json"
 KEY_SIZE = 32
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 ENV_WIFI_PASSWORD = "BAYSENSE_WIFI_PASSWORD"
+# The largest Wi-Fi section read back from a board, in bytes of JSON. An SSID has at most 32
+# bytes and a WPA2 passphrase at most 63 characters, so this leaves room for escapes.
+WIFI_READBACK_MAX_BYTES = 512
+
+# Runs on the board: prints None (no config), 'invalid', 'too long', or the hex of the Wi-Fi
+# section's JSON XORed with the pad. Formatted with the config's path and the pad's hex.
+READ_WIFI_CODE = """
+import json, binascii
+try:
+    f = open(%r)
+except OSError:
+    print(None)
+else:
+    try:
+        d = json.dumps(json.load(f).get('wifi') or {}).encode()
+    except (ValueError, AttributeError):
+        print(repr('invalid'))
+    else:
+        p = binascii.unhexlify(%r)
+        if len(d) > len(p):
+            print(repr('too long'))
+        else:
+            print(repr(binascii.hexlify(bytes(a ^ b for a, b in zip(d, p)))))
+        del d, p
+    f.close()
+"""
 
 
 def check_device_id(device_id):
@@ -51,9 +77,9 @@ GATEWAY_HINT = "use HOST:PORT with a port from 1 to 65535, for example 192.168.1
 def check_gateway(address):
     """Check a HOST:PORT gateway address without a DNS lookup; the node resolves HOST itself.
 
-    HOST must be an IPv4 address or a host name. A HOST of four labels with three or four of
-    them numbers is taken as an IPv4 address, so 127.0.0.300 or 127.0.0.l (a letter l) is
-    rejected here instead of failing in the node's getaddrinfo.
+    HOST must be an IPv4 address or a host name. A HOST of numbers and dots only, or of four
+    labels with three of them numbers, is taken as an IPv4 address, so 127.0.0.300 or 127.0.0.l
+    (a letter l) is rejected here instead of failing in the node's getaddrinfo.
     """
     host, separator, port = (address or "").rpartition(":")
     if not separator or not port.isdigit() or not 0 < int(port) < 65536:
@@ -90,13 +116,39 @@ def node_config(device_id, key, gateway, board, wifi=None, heartbeat_s=60):
     }
 
 
+def read_board_wifi(device):
+    """Return the Wi-Fi section of the board's /config.json, or None when the board has no config.
+
+    The section contains the Wi-Fi password, and Device.log keeps everything the board prints
+    (fleet writes it to the bay's log), so the board prints the section XORed with a one-time
+    pad that the host sends and never logs.
+    """
+    pad = secrets.token_bytes(WIFI_READBACK_MAX_BYTES)
+    printed = literal(device.exec(READ_WIFI_CODE % (CONFIG_PATH, pad.hex())).decode().strip())
+    if printed is None:
+        return None
+    if printed in ("invalid", "too long"):
+        what = "not valid JSON" if printed == "invalid" else "longer than %d bytes" % WIFI_READBACK_MAX_BYTES
+        raise ConfigError(
+            "the Wi-Fi settings in %s on %s are %s, so they cannot be kept" % (CONFIG_PATH, device.port, what),
+            "give them again with --wifi-ssid (fleet: the manifest's [wifi] table), or clear them with --no-wifi",
+        )
+    masked = bytes.fromhex(printed.decode())
+    return json.loads(bytes(a ^ b for a, b in zip(masked, pad)))
+
+
 def provision(device, registry, device_id, gateway, board, wifi=None, rotate_key=False, heartbeat_s=60):
-    """Provision one connected board; return "created", "unchanged", "updated" or "rotated"."""
+    """Provision one connected board; return "created", "unchanged", "updated" or "rotated".
+
+    `wifi` is {"ssid", "password"}, {} to clear the board's Wi-Fi settings, or None to keep them.
+    """
     check_device_id(device_id)
     check_gateway(gateway)
 
     existing = registry.device(device_id)
     current = device.sha256(CONFIG_PATH)
+    if wifi is None:
+        wifi = (read_board_wifi(device) if current is not None else None) or {}
     # A revoked device's key is treated as leaked: provisioning it again gives a new one.
     new_key = existing is None or rotate_key or bool(existing["revoked"])
     if existing is not None and current is None and not new_key:
@@ -154,15 +206,22 @@ def read_wifi_password(password_file):
 @click.option("--gateway", required=True, help="HOST:PORT of the gateway's UDP socket.")
 @click.option("--board", "board_name", default="virtual", show_default=True, help="Board definition (boards/NAME.json).")
 @click.option("--registry", "registry_path", type=click.Path(dir_okay=False, path_type=Path), help="Registry database. Default: $BAYSENSE_REGISTRY or ~/.local/share/baysense/registry.db.")
-@click.option("--wifi-ssid", help="Wi-Fi network name for the node (omit on the virtual board).")
+@click.option("--wifi-ssid", help="Wi-Fi network name for the node. Without it, the board keeps its Wi-Fi settings.")
+@click.option("--no-wifi", is_flag=True, help="Remove the Wi-Fi network name and password from the board.")
 @click.option("--wifi-password-file", type=click.Path(exists=True, dir_okay=False), help="File holding the Wi-Fi password. Else $BAYSENSE_WIFI_PASSWORD, else a prompt.")
 @click.option("--rotate-key", is_flag=True, help="Give the device a new key; the gateway learns it from the registry.")
 @click.option("--heartbeat", "heartbeat_s", type=click.IntRange(5, 86400), default=60, show_default=True, help="Seconds between heartbeats.")
 @click.option("--reset/--no-reset", default=True, show_default=True, help="Soft-reset the board afterwards, so the firmware runs again with the config.")
-def provision_command(port, device_id, gateway, board_name, registry_path, wifi_ssid, wifi_password_file, rotate_key, heartbeat_s, reset):
+def provision_command(
+    port, device_id, gateway, board_name, registry_path, wifi_ssid, no_wifi, wifi_password_file, rotate_key, heartbeat_s, reset
+):
     """Give a board its device id, a fresh key and the gateway address."""
     board = boards.load(board_name)
-    wifi = {}
+    wifi = None  # keep the board's
+    if wifi_ssid and no_wifi:
+        raise ConfigError("--wifi-ssid and --no-wifi both given", "pass --wifi-ssid to set the network, or --no-wifi to clear it")
+    if no_wifi:
+        wifi = {}
     if wifi_ssid:
         wifi = {"ssid": wifi_ssid, "password": read_wifi_password(wifi_password_file)}
     with Registry(registry_path) as registry, Device(resolve_port(port)) as device:

@@ -52,7 +52,7 @@ def provision_command(manifest_path, registry_path, flash, force, log_dir, auto_
     when any board failed, 130 when the run was interrupted.
     """
     manifest = manifest_module.load(manifest_path)
-    wifi = {}
+    wifi = None  # without a [wifi] table, each board keeps its Wi-Fi settings
     if manifest.wifi_ssid:
         wifi = {"ssid": manifest.wifi_ssid, "password": wifi_password(manifest)}
     options = Options(

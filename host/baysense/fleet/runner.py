@@ -64,7 +64,7 @@ class Options:
     flash: bool = False
     force: bool = False
     log_dir: object = None  # Path; default: <manifest folder>/<manifest stem>-logs
-    wifi: dict = field(default_factory=dict)  # {"ssid", "password"} or empty
+    wifi: object = None  # {"ssid", "password"}, or None to keep each board's Wi-Fi settings
     auto_wait_s: float = DEFAULT_AUTO_WAIT_S
     port_source: object = esp32_ports  # returns the candidate ports for `auto`
     firmware_dir: object = None  # Path of the node firmware to deploy; default: the checkout's firmware/
