@@ -3,12 +3,16 @@
 import asyncio
 import json
 import logging
+import os
 import signal
+import sqlite3
 import sys
 import time
+from pathlib import Path
 
 import click
 
+from ..errors import ConfigError
 from ..registry import default_path
 from .server import Gateway, format_address
 from .status import format_status, read_status
@@ -18,8 +22,6 @@ log = logging.getLogger(__name__)
 
 def parse_listen(value):
     """Split HOST:PORT (or [IPv6]:PORT) into (host, port)."""
-    from ..errors import ConfigError
-
     host, sep, port = value.rpartition(":")
     if not sep or not host:
         raise ConfigError("invalid listen address (%s)" % value, "use HOST:PORT, for example 0.0.0.0:4700")
@@ -31,6 +33,70 @@ def parse_listen(value):
     if not 0 <= number <= 65535:
         raise ConfigError("invalid port in listen address (%s)" % value, "use a port from 0 to 65535 (0 picks a free one)")
     return host, number
+
+
+# The first 16 bytes of every SQLite 3 database file, fixed by its file format.
+SQLITE_HEADER = b"SQLite format 3\x00"
+# A table each kind of file has and the other has not, to tell them apart before opening.
+REGISTRY_TABLE = "devices"
+GATEWAY_TABLE = "reports"
+DB_HINT = "pass the gateway's database to --db, or a new path to create one"
+REGISTRY_HINT = "pass the registry that `baysense provision` writes (default: $BAYSENSE_REGISTRY or ~/.local/share/baysense/registry.db)"
+
+
+def _tables(path, option, hint):
+    # Return the table names of an existing SQLite file, or None for a missing or empty file.
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ConfigError("cannot read %s %s: %s" % (option, path, error.strerror), "check the path and its permissions") from None
+    if not header:
+        return None
+    if header != SQLITE_HEADER:
+        raise ConfigError("%s %s is not an SQLite database" % (option, path), hint)
+
+    # Read-only, so this check writes nothing into a file the user may have passed by mistake.
+    try:
+        connection = sqlite3.connect("file:%s?mode=ro" % Path(path).resolve(), uri=True)
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        raise ConfigError("%s %s is not a readable SQLite database (%s)" % (option, path, error), hint) from None
+    return {row[0] for row in rows}
+
+
+def check_databases(db_path, registry_path):
+    """Raise ConfigError unless --db and --registry are two different files of the right kind.
+
+    The registry contains device keys and is kept private, so the gateway's tables (readable
+    by `baysense status`) must never be added to it, nor may reports become the registry.
+    """
+    same = Path(db_path).resolve() == Path(registry_path).resolve()
+    if not same and os.path.exists(db_path) and os.path.exists(registry_path):
+        same = os.path.samefile(db_path, registry_path)
+    if same:
+        raise ConfigError(
+            "--db and --registry name the same file (%s)" % db_path,
+            "keep the reports apart from the device keys: pass a new file to --db, for example lot.db",
+        )
+
+    db_tables = _tables(db_path, "--db", DB_HINT)
+    if db_tables is not None and REGISTRY_TABLE in db_tables:
+        raise ConfigError(
+            "--db %s is a device registry (it has a %s table)" % (db_path, REGISTRY_TABLE),
+            "pass the gateway's own database to --db, and this file to --registry",
+        )
+    registry_tables = _tables(registry_path, "--registry", REGISTRY_HINT)
+    if registry_tables is not None and GATEWAY_TABLE in registry_tables and REGISTRY_TABLE not in registry_tables:
+        raise ConfigError(
+            "--registry %s is a gateway database (it has a %s table), not a device registry" % (registry_path, GATEWAY_TABLE),
+            REGISTRY_HINT,
+        )
 
 
 async def run_gateway(db_path, registry_path, host, port, settings=None):
@@ -79,7 +145,9 @@ def gateway_command(listen, db_path, registry_path):
         host, port = resolve_listen(listen)
     else:
         host, port = parse_listen(listen)
-    asyncio.run(run_gateway(db_path, registry_path or default_path(), host, port))
+    registry_path = registry_path or default_path()
+    check_databases(db_path, registry_path)
+    asyncio.run(run_gateway(db_path, registry_path, host, port))
 
 
 @click.command("status")
