@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from baysense import boards
-from baysense.device import Device
+from baysense.device import BoardMemoryError, Device
 from baysense.errors import DeviceError, DeviceException
 from baysense.transfer import DEFLATE_WBITS, WRITE_FRAME, deflate_frames, escape, file_frames, raw_frames, unescape
 from baysense.vboard.board import VirtualBoard
@@ -223,5 +223,70 @@ def test_soft_reset_from_raw_repl_runs_main(tmp_path):
             assert [kind for kind, _when in virtual.resets] == ["soft"]
             assert device.eval("6 * 7") == 42
         assert b"main ran" in (virtual.state_dir / "serial.log").read_bytes()
+    finally:
+        virtual.stop()
+
+
+# Fills the heap with 3000-byte blocks and frees every other one, so the largest free block is
+# under 4 KB but plenty of memory is free. This is how a node stopped with Ctrl-C leaves the
+# heap: its modules and buffers stay, with small gaps between them.
+FRAGMENT_HEAP = """import gc
+_hold = []
+try:
+ while True:
+  _hold.append(bytearray(3000))
+except MemoryError:
+ pass
+for i in range(0, len(_hold), 2):
+ _hold[i] = None
+gc.collect()
+"""
+
+
+def test_transfers_free_a_fragmented_heap(tmp_path):
+    virtual = VirtualBoard(tmp_path / "fragmented", boards.load("virtual")).start()
+    try:
+        data = os.urandom(6000)
+        with Device(virtual.port) as device:
+            device.exec(FRAGMENT_HEAP)
+            with pytest.raises(DeviceException, match="MemoryError"):
+                device.exec("bytearray(4096)")
+
+            device.write_file("/probe.bin", data)
+            assert (virtual.fs_dir / "probe.bin").read_bytes() == data
+            assert not (virtual.fs_dir / "probe.bin.part").exists()
+
+            device.exec(FRAGMENT_HEAP)
+            assert device.read_file("/probe.bin") == data
+
+            # The soft reset that freed the heap left the board in the raw REPL.
+            assert device.in_raw_repl
+            assert device.eval("'_hold' in globals()") is False
+        assert [kind for kind, _when in virtual.resets] == ["soft", "soft"]
+    finally:
+        virtual.stop()
+
+
+def test_memory_error_names_boot_py(tmp_path):
+    virtual = VirtualBoard(tmp_path / "greedy-boot", boards.load("virtual")).start()
+    try:
+        old = b"OLD = 1\n" * 100
+        (virtual.fs_dir / "module.py").write_bytes(old)
+        # A boot.py that keeps a fragmented heap: the soft reset before a transfer runs it again.
+        (virtual.fs_dir / "boot.py").write_text("import builtins\n" + FRAGMENT_HEAP + "builtins._hold = _hold\n")
+        with Device(virtual.port) as device:
+            with pytest.raises(BoardMemoryError) as raised:
+                device.write_file("/module.py", os.urandom(6000), compress=False)
+
+            message = str(raised.value)
+            assert "MemoryError on the board: memory allocation failed, allocating 4096 bytes" in message
+            assert "(while transferring /module.py)" in message
+            assert "boot.py keeps too much memory: move that work to main.py, then retry" in message
+            assert isinstance(raised.value, DeviceException)
+            assert raised.value.exc_type == "MemoryError"
+            assert device.eval("2 + 3") == 5
+
+        assert (virtual.fs_dir / "module.py").read_bytes() == old
+        assert not (virtual.fs_dir / "module.py.part").exists()
     finally:
         virtual.stop()

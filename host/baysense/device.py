@@ -22,7 +22,7 @@ import time
 import serial
 
 from .errors import DeviceError, DeviceException
-from .transfer import ACK, INFLATE_PROBE, RECEIVER_CODE, WRITE_FRAME, file_frames
+from .transfer import ACK, INFLATE_PROBE, READ_CHUNK, READER_CODE, RECEIVER_CODE, WRITE_FRAME, file_frames
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,6 @@ EXEC_TIMEOUT_S = 10.0
 # Seconds the board may take to write one frame to flash and acknowledge it, on top of the
 # frame's time on the wire. This is generous because a flash erase takes tens of milliseconds.
 FRAME_WRITE_MARGIN_S = 5.0
-# Bytes of file data read per exec.
-READ_CHUNK = 4096
-
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
 SOFT_REBOOT = b"soft reboot\r\n"
 
@@ -65,6 +62,17 @@ def literal(text):
     """Parse a Python literal from a board's reply; safe to call from several threads."""
     with _PARSE_LOCK:
         return ast.literal_eval(text)
+
+
+class BoardMemoryError(DeviceException):
+    """A file transfer ran out of memory on the board, though a soft reset had just freed its heap."""
+
+    def __init__(self, path, error):
+        super().__init__(error.exc_type, "%s (while transferring %s)" % (error.device_message, path), error.traceback_text)
+        self.hint = (
+            "the soft reset before the transfer leaves only what boot.py allocates, so boot.py keeps too"
+            " much memory: move that work to main.py, then retry"
+        )
 
 
 class Device:
@@ -303,18 +311,42 @@ class Device:
         return files
 
     def read_file(self, path):
-        self.exec("f = open(%r, 'rb')\nr = f.read\nimport binascii\nb = binascii.b2a_base64" % path)
-        data = bytearray()
+        """Return a file's bytes, sent by the board as base64 lines of READ_CHUNK bytes each.
+
+        Soft-resets the board into the raw REPL first (see free_heap), and reads in one exec.
+        """
+        self.free_heap()
+        size = self.eval("__import__('os').stat(%r)[6]" % path)
+        # Base64 sends 4 bytes for every 3, plus a line end per chunk, at 10 bits a byte.
+        wire_bytes = size * 4 // 3 + (size // READ_CHUNK + 1) * 2
+        timeout = EXEC_TIMEOUT_S + wire_bytes * 10 / (self.serial.baudrate or DEFAULT_BAUD)
         try:
-            while True:
-                chunk = self.exec("print(b(r(%d)).decode(), end='')" % READ_CHUNK).strip()
-                decoded = base64.b64decode(chunk)
-                if not decoded:
-                    break
-                data += decoded
-        finally:
-            self.exec("f.close()\ndel f, r, b")
-        return bytes(data)
+            output = self.exec(READER_CODE % {"path": path, "chunk": READ_CHUNK}, timeout=timeout)
+        except DeviceException as error:
+            if error.exc_type == "MemoryError":
+                raise BoardMemoryError(path, error) from error
+            raise
+
+        data = b"".join(base64.b64decode(line) for line in output.split())
+        if len(data) != size:
+            raise DeviceError(
+                "read %d of the %d bytes of %s on %s" % (len(data), size, path, self.port),
+                "is another program writing the file? Retry when it is done",
+            )
+        return data
+
+    def free_heap(self):
+        """Soft-reset into the raw REPL, so that the board's heap contains only what boot.py allocates.
+
+        A node stopped with Ctrl-C keeps its modules, buffers and interrupt handlers in the
+        heap. On the virtual board after `provision` that was 89 KB of 142 KB, with no free
+        block over 4.6 KB (micropython.mem_info()), so a 4 KB transfer buffer failed now and
+        then. A soft reset frees all of it. In the raw REPL, MicroPython's esp32 port (like
+        the virtual board) then runs boot.py but not main.py, so the node stays stopped.
+        mpremote 1.29 soft-resets the same way before its first command. Anything a caller
+        defined in the REPL is lost.
+        """
+        self.enter_raw_repl(soft_reset=True)
 
     def write_file(self, path, data, timeout=None, compress=None):
         """Write a file atomically: to a temporary name first, then renamed over the old one."""
@@ -329,8 +361,10 @@ class Device:
         file either old or new. With `compress` None (or True), a file is deflated when the
         board can inflate and the file shrinks by transfer.DEFLATE_MIN_SAVING; with False,
         never. `timeout` (seconds) bounds each wait for the board, by default the time of one
-        frame at the port's baud rate plus FRAME_WRITE_MARGIN_S.
+        frame at the port's baud rate plus FRAME_WRITE_MARGIN_S. The board is soft-reset into
+        the raw REPL first (see free_heap).
         """
+        self.free_heap()
         can_inflate = compress is not False and self.can_inflate()
         plan = [(path, *file_frames(bytes(data), can_inflate)) for path, data in files]
         arguments = [(path, [len(frame) for frame in frames], wbits) for path, frames, wbits in plan]
@@ -341,7 +375,9 @@ class Device:
         self._send_code(RECEIVER_CODE + call.encode())
         try:
             self._send_frames(plan, frame_timeout)
-        except DeviceException:
+        except DeviceException as error:
+            if error.exc_type == "MemoryError":
+                raise BoardMemoryError(", ".join(path for path, _data in files), error) from error
             raise
         except DeviceError:
             # The board is somewhere unknown (rebooted, or still reading): resynchronise on the

@@ -1,4 +1,4 @@
-"""The file transfer that Device.write_files() runs: frames, escaping, compression, receiver.
+"""The file transfers that Device runs: frames, escaping, compression, receiver and reader.
 
 Each file travels as a list of frames over the board's stdin while a receiver (RECEIVER_CODE)
 runs in the raw REPL. The board sends ACK before it reads each frame, so the host never sends
@@ -28,6 +28,26 @@ DEFLATE_WBITS = 10
 DEFLATE_MIN_SAVING = 0.1
 
 ESCAPE = 0x10
+
+# File bytes per base64 line that READER_CODE prints. A small chunk keeps each allocation on
+# the board at about 1.4 KB, so a fragmented heap can still serve it.
+READ_CHUNK = 1024
+
+# Prints a file as base64 lines, reading into one buffer allocated once. Fill in with
+# `% {"path": PATH, "chunk": READ_CHUNK}`.
+READER_CODE = """import sys, binascii
+f = open(%(path)r, 'rb')
+try:
+ buf = bytearray(%(chunk)d)
+ mv = memoryview(buf)
+ while True:
+  n = f.readinto(buf)
+  if not n:
+   break
+  sys.stdout.buffer.write(binascii.b2a_base64(mv[:n]))
+finally:
+ f.close()
+"""
 
 # Prints whether the board can inflate raw-deflate streams.
 INFLATE_PROBE = b"""try:
