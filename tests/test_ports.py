@@ -185,3 +185,79 @@ def test_deploy_port_auto_error_reaches_cli(plugged, capsys):
     assert main(["deploy", "--port", "auto", "--dry-run"]) == 1
     error = capsys.readouterr().err
     assert error.startswith("baysense: --port auto found 2 ESP32 boards")
+
+
+# ---- port values that cannot work, caught before a port is opened --------------------------
+
+BAD_PORTS = {
+    "no port number": ("socket://127.0.0.1", "no host or TCP port number in --port socket://127.0.0.1: write it as socket://127.0.0.1:4000"),
+    "no host": ("rfc2217://:4000", "no host or TCP port number in --port rfc2217://:4000"),
+    "port too large": ("socket://127.0.0.1:99999", "invalid TCP port number in --port socket://127.0.0.1:99999: use a port from 1 to 65535"),
+    "port zero": ("socket://127.0.0.1:0", "invalid TCP port number in --port socket://127.0.0.1:0"),
+    "misspelt protocol": ("sockt://127.0.0.1:1", "unknown port protocol 'sockt' in --port sockt://127.0.0.1:1: use a device path such as /dev/ttyUSB0, or socket://"),
+    "upper-case protocol": ("SOCKET://127.0.0.1:1", "unknown port protocol 'SOCKET'"),
+}
+
+
+@pytest.mark.parametrize("spec, message", BAD_PORTS.values(), ids=BAD_PORTS.keys())
+def test_resolve_rejects_bad_url(spec, message):
+    with pytest.raises(ConfigError) as raised:
+        ports.resolve_port(spec)
+    assert message in str(raised.value)
+
+
+def test_unknown_protocol_lists_known():
+    with pytest.raises(ConfigError) as raised:
+        ports.resolve_port("sockt://127.0.0.1:1")
+    assert "pyserial protocols: " in str(raised.value)
+    assert "rfc2217" in str(raised.value)
+    assert "socket" in str(raised.value)
+
+
+def test_resolve_keeps_valid_urls():
+    for spec in ("socket://127.0.0.1:1", "rfc2217://localhost:65535", "loop://", "socket://[::1]:4000"):
+        assert ports.resolve_port(spec) == spec
+
+
+def test_resolve_rejects_folder_and_file(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        ports.resolve_port(str(tmp_path))
+    assert "--port %s is a folder, not a serial port" % tmp_path in str(raised.value)
+    assert "/dev/ttyUSB0 (see `baysense ports`)" in str(raised.value)
+
+    regular = tmp_path / "notes.txt"
+    regular.write_text("")
+    with pytest.raises(ConfigError) as raised:
+        ports.resolve_port(str(regular))
+    assert "--port %s is a regular file, not a serial port" % regular in str(raised.value)
+
+
+def test_deploy_missing_port_number_reaches_cli(capsys):
+    assert main(["deploy", "--port", "socket://127.0.0.1", "--dry-run"]) == 1
+    error = capsys.readouterr().err
+    assert error == (
+        "baysense: no host or TCP port number in --port socket://127.0.0.1: write it as "
+        "socket://127.0.0.1:4000 or rfc2217://127.0.0.1:4000\n"
+    )
+
+
+def test_open_error_hints_from_pyserial():
+    # The texts come from pyserial itself, opening a closed TCP port and a non-tty device.
+    import socket
+
+    import serial
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = "socket://127.0.0.1:%d" % probe.getsockname()[1]
+    with pytest.raises(serial.SerialException) as refused:
+        serial.serial_for_url(closed, timeout=0.05)
+    hint = ports.open_error_hint(closed, str(refused.value))
+    assert hint.startswith("nothing listens at %s: start the virtual board" % closed)
+
+    with pytest.raises(serial.SerialException) as not_tty:
+        serial.serial_for_url("/dev/null", timeout=0.05)
+    hint = ports.open_error_hint("/dev/null", str(not_tty.value))
+    assert hint == "/dev/null is not a serial port: pass the board's device path, such as /dev/ttyUSB0 (see `baysense ports`)"
+
+    assert ports.open_error_hint("/dev/ttyUSB0", "some other failure") is None

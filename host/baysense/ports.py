@@ -5,11 +5,15 @@ port whose USB bridge an ESP32 board uses. It can also be `id:SERIAL`, the port 
 serial number is SERIAL, which stays the same when the board moves to another hub socket.
 """
 
+import importlib.util
 import json
 import logging
 import os
+import stat
+from urllib.parse import urlsplit
 
 import click
+import serial
 import serial.tools.list_ports
 
 from .errors import ConfigError
@@ -19,6 +23,9 @@ log = logging.getLogger(__name__)
 ENV_PORT = "BAYSENSE_PORT"
 AUTO = "auto"
 ID_PREFIX = "id:"
+# URL protocols that pyserial opens over TCP, so they need HOST:PORT.
+TCP_PROTOCOLS = ("socket", "rfc2217")
+URL_EXAMPLE = "socket://127.0.0.1:4000 or rfc2217://127.0.0.1:4000"
 
 # (USB vendor id, product id) -> the USB-serial bridge it is, for the bridges ESP32 boards carry.
 # A product id of None matches every product of the vendor.
@@ -106,6 +113,56 @@ def _resolve_serial_number(serial_number):
     )
 
 
+def _url_protocols():
+    # The protocols of the installed pyserial, one module each in its URL handler packages.
+    found = []
+    for package in serial.protocol_handler_packages:
+        spec = importlib.util.find_spec(package)
+        for folder in spec.submodule_search_locations if spec else ():
+            for name in sorted(os.listdir(folder)):
+                if name.startswith("protocol_") and name.endswith(".py"):
+                    found.append(name[len("protocol_") : -len(".py")])
+    return found
+
+
+def _check_url(spec):
+    # pyserial reports these as "invalid URL, protocol 'sockt' not known" or a TypeError from
+    # comparing a missing port number, which name no fix.
+    scheme, _, _ = spec.partition("://")
+    protocols = _url_protocols()
+    if scheme not in protocols:
+        raise ConfigError(
+            "unknown port protocol %r in --port %s" % (scheme, spec),
+            "use a device path such as /dev/ttyUSB0, or %s (pyserial protocols: %s)" % (URL_EXAMPLE, ", ".join(protocols)),
+        )
+    if scheme not in TCP_PROTOCOLS:
+        return
+    parts = urlsplit(spec)
+    try:
+        number = parts.port
+    except ValueError:
+        number = -1
+    if not parts.hostname or number is None:
+        raise ConfigError("no host or TCP port number in --port %s" % spec, "write it as %s" % URL_EXAMPLE)
+    if not 1 <= number <= 65535:
+        raise ConfigError("invalid TCP port number in --port %s" % spec, "use a port from 1 to 65535, as in %s" % URL_EXAMPLE)
+
+
+def _check_path(spec):
+    # Only an existing path is checked, because a board's device path appears when it is
+    # plugged in. The file is not opened: opening a serial port can reset an ESP32 board.
+    try:
+        mode = os.stat(spec).st_mode
+    except OSError:
+        return
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a regular file"
+        raise ConfigError(
+            "--port %s is %s, not a serial port" % (spec, kind),
+            "pass the board's device path, such as /dev/ttyUSB0 (see `baysense ports`), or %s" % URL_EXAMPLE,
+        )
+
+
 def resolve_port(spec):
     """Turn a --port value (or $BAYSENSE_PORT when it is empty) into something pyserial opens."""
     if not spec:
@@ -116,7 +173,32 @@ def resolve_port(spec):
         return _resolve_auto()
     if spec.startswith(ID_PREFIX):
         return _resolve_serial_number(spec[len(ID_PREFIX) :])
+    if "://" in spec:
+        _check_url(spec)
+    else:
+        _check_path(spec)
     return spec
+
+
+def open_error_hint(port, text):
+    """Return the next step for a port that pyserial failed to open with `text`, or None.
+
+    The messages device.py already explains (permission denied, not found, busy) are left to it.
+    NOTE: device.py's _open_error does not call this yet, so users do not see these hints.
+    """
+    lowered = text.lower()
+    if "connection refused" in lowered or "errno 111" in lowered:
+        return (
+            "nothing listens at %s: start the virtual board or the serial server first, and use the"
+            " address it prints (`baysense vboard --bootloader` prints `port: socket://...`)" % port
+        )
+    if "timed out" in lowered:
+        return "check that the host and TCP port in %s are reachable" % port
+    if "inappropriate ioctl" in lowered or "errno 25" in lowered:
+        return "%s is not a serial port: pass the board's device path, such as /dev/ttyUSB0 (see `baysense ports`)" % port
+    if "protocol" in lowered and "not known" in lowered:
+        return "use a device path, or %s" % URL_EXAMPLE
+    return None
 
 
 port_option = click.option(
