@@ -11,7 +11,7 @@ import pytest
 from baysense import boards, provision
 from baysense.cli import main
 from baysense.device import Device
-from baysense.errors import ConfigError
+from baysense.errors import ConfigError, DeviceError, DeviceException
 from baysense.gateway.keys import KeyRing
 from baysense.registry import Registry
 from baysense.vboard.board import VirtualBoard
@@ -353,3 +353,127 @@ def test_invalid_board_config_stops_provision(blank, registry_file, capsys):
 
     assert run_provision(blank, registry_file, "--no-wifi") == 0
     assert board_config(blank)["wifi"] == {}
+
+
+class FailingDevice(Device):
+    """A Device whose config writes fail as a test sets: before or after the file is replaced.
+
+    `write_failures` lists what each write_file() call does: "memory" raises the board's
+    MemoryError before writing, "after" writes and then raises a timeout, "ok" writes.
+    `unreadable` makes every sha256() after a failed write raise.
+    """
+
+    def __init__(self, port, write_failures, unreadable=False):
+        super().__init__(port)
+        self.write_failures = list(write_failures)
+        self.unreadable = unreadable
+        self.failed = False
+        self.soft_resets = 0
+
+    def write_file(self, path, data, **options):
+        failure = self.write_failures.pop(0) if self.write_failures else "ok"
+        if failure == "memory":
+            self.failed = True
+            raise DeviceException("MemoryError", "memory allocation failed, allocating 4096 bytes", "")
+        super().write_file(path, data, **options)
+        if failure == "after":
+            self.failed = True
+            raise DeviceError("timed out after 5 s waiting for the output of the code on %s" % self.port, "retry")
+
+    def sha256(self, path):
+        if self.failed and self.unreadable:
+            raise DeviceError("timed out after 5 s waiting for the raw REPL on %s" % self.port, "reset the board")
+        return super().sha256(path)
+
+    def soft_reset(self, run_main=True):
+        self.soft_resets += 1
+        super().soft_reset(run_main)
+
+
+def provision_once(board, registry_file, device, **options):
+    with Registry(registry_file) as registry:
+        return provision.provision(device, registry, "bay-7", GATEWAY, boards.load("virtual"), **options)
+
+
+def test_failed_rotation_restores_previous_key(blank, registry_file):
+    with Device(blank.port) as device:
+        provision_once(blank, registry_file, device)
+    old_key, _version = registry_key(registry_file, "bay-7")
+    keyring = KeyRing(registry_file)
+    try:
+        with FailingDevice(blank.port, ["memory", "memory"]) as device:
+            with pytest.raises(DeviceError) as raised:
+                provision_once(blank, registry_file, device, rotate_key=True)
+        message = str(raised.value)
+        assert "writing /config.json to %s failed: MemoryError on the board" % blank.port in message
+        assert "the registry has the previous key again, as the board has" in message
+        assert "Reset the board (EN button or power) and run the same provision command again" in message
+        assert device.soft_resets == 1
+
+        key, version = registry_key(registry_file, "bay-7")
+        assert key == old_key
+        assert version == 1
+        assert board_config(blank)["key"] == old_key.hex()
+        keyring.refresh()
+        assert keyring.keys["bay-7"][0] == old_key
+    finally:
+        keyring.close()
+
+
+def test_failed_creation_leaves_no_device(blank, registry_file):
+    with FailingDevice(blank.port, ["memory", "memory"]) as device:
+        with pytest.raises(DeviceError, match="the registry has the previous key again"):
+            provision_once(blank, registry_file, device)
+    with Registry(registry_file) as registry:
+        assert registry.devices() == []
+    assert not (blank.fs_dir / "config.json").exists()
+
+
+def test_rotation_failing_after_write_keeps_new_key(blank, registry_file):
+    # The board replaced its config before the error: board and registry both have the new key.
+    with Device(blank.port) as device:
+        provision_once(blank, registry_file, device)
+    old_key, _version = registry_key(registry_file, "bay-7")
+
+    with FailingDevice(blank.port, ["after"]) as device:
+        assert provision_once(blank, registry_file, device, rotate_key=True) == "rotated"
+
+    key, version = registry_key(registry_file, "bay-7")
+    assert key != old_key
+    assert version == 2
+    assert board_config(blank)["key"] == key.hex()
+
+
+def test_rotation_unreadable_board_restores_registry(blank, registry_file):
+    with Device(blank.port) as device:
+        provision_once(blank, registry_file, device)
+    old_key, _version = registry_key(registry_file, "bay-7")
+
+    with FailingDevice(blank.port, ["after"], unreadable=True) as device:
+        with pytest.raises(DeviceError) as raised:
+            provision_once(blank, registry_file, device, rotate_key=True)
+
+    message = str(raised.value)
+    assert "the registry has the previous key again, but the board could not be read back" in message
+    assert "Run the same provision command again" in message
+    assert registry_key(registry_file, "bay-7") == (old_key, 1)
+    # The next run writes the registry's key to the board, so both agree again.
+    with Device(blank.port) as device:
+        assert provision_once(blank, registry_file, device) == "updated"
+    assert board_config(blank)["key"] == old_key.hex()
+    assert registry_key(registry_file, "bay-7") == (old_key, 1)
+
+
+def test_memory_error_retried_after_soft_reset(blank, registry_file):
+    with Device(blank.port) as device:
+        provision_once(blank, registry_file, device)
+    old_key, _version = registry_key(registry_file, "bay-7")
+
+    with FailingDevice(blank.port, ["memory"]) as device:
+        assert provision_once(blank, registry_file, device, rotate_key=True) == "rotated"
+        assert device.soft_resets == 1
+
+    key, version = registry_key(registry_file, "bay-7")
+    assert key != old_key
+    assert version == 2
+    assert board_config(blank)["key"] == key.hex()

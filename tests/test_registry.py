@@ -89,3 +89,26 @@ def test_default_path_from_environment(tmp_path, monkeypatch):
     with Registry() as registry:
         assert registry.path == tmp_path / "env.db"
     assert mode_of(tmp_path / "env.db") == 0o600
+
+
+def test_restore_device_puts_row_back(tmp_path):
+    with Registry(tmp_path / "registry.db") as registry:
+        registry.put_device("bay-1", b"a" * 32, bay="A-01", board="virtual", gateway="10.0.0.2:5683")
+        registry.revoke("bay-1")
+        before = registry.device("bay-1")
+        registry.put_device("bay-1", b"b" * 32, gateway="10.0.0.3:5683")
+        registry.restore_device("bay-1", before)
+        row = registry.device("bay-1")
+    assert bytes(row["key"]) == b"a" * 32
+    assert row["key_version"] == 1
+    assert row["revoked"] == 1
+    assert row["bay"] == "A-01"
+    assert row["gateway"] == "10.0.0.2:5683"
+
+
+def test_restore_device_none_deletes(tmp_path):
+    with Registry(tmp_path / "registry.db") as registry:
+        registry.put_device("bay-1", b"a" * 32)
+        registry.put_device("bay-2", b"c" * 32)
+        registry.restore_device("bay-1", None)
+        assert registry.keys() == {"bay-2": b"c" * 32}

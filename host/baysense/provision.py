@@ -3,7 +3,8 @@
 The key is 32 bytes from the OS's secure random source (secrets.token_bytes). It is stored in
 the registry, which the gateway reads, and in the board's /config.json; it is never printed,
 logged or passed on a command line. The board's config is written atomically and read back
-to verify it.
+to verify it. When that fails after a new key went into the registry, the registry gets its
+previous row back unless the board is read back with the new config.
 """
 
 import hashlib
@@ -20,7 +21,7 @@ import click
 
 from . import boards
 from .device import Device, literal
-from .errors import ConfigError, DeviceError
+from .errors import BaysenseError, ConfigError, DeviceError, DeviceException
 from .ports import port_option, resolve_port
 from .registry import Registry
 
@@ -30,6 +31,7 @@ CONFIG_PATH = "/config.json"
 KEY_SIZE = 32
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 ENV_WIFI_PASSWORD = "BAYSENSE_WIFI_PASSWORD"
+KEEP_ROW = object()  # passed to _write_config() when the registry row kept its key
 # The largest Wi-Fi section read back from a board, in bytes of JSON. An SSID has at most 32
 # bytes and a WPA2 passphrase at most 63 characters, so this leaves room for escapes.
 WIFI_READBACK_MAX_BYTES = 512
@@ -167,15 +169,9 @@ def provision(device, registry, device_id, gateway, board, wifi=None, rotate_key
         return "unchanged"
 
     # The registry first: once the board restarts with the new key, the gateway must know it.
-    # If the board write below fails after a rotation, running provision again (without
-    # --rotate-key) writes the registry's key to the board.
+    # If the board did not get the new key, _write_config() puts the previous row back.
     registry.put_device(device_id, key, board=board["name"], gateway=gateway)
-    device.write_file(CONFIG_PATH, config)
-    if device.sha256(CONFIG_PATH) != hashlib.sha256(config).hexdigest():
-        raise DeviceError(
-            "config.json read back from the board differs from what was written (%s)" % device.port,
-            "check the board's filesystem (is it full?) and provision again",
-        )
+    _write_config(device, registry, device_id, config, existing if new_key else KEEP_ROW)
     if existing is None:
         outcome = "created"
     else:
@@ -184,6 +180,72 @@ def provision(device, registry, device_id, gateway, board, wifi=None, rotate_key
         "provisioned %s on %s: %s, key version %d", device_id, device.port, outcome, registry.device(device_id)["key_version"]
     )
     return outcome
+
+
+def _write_config(device, registry, device_id, config, previous):
+    """Write and verify the board's config; on failure, leave the registry and the board agreeing.
+
+    `previous` is the registry row from before a new key was put there, None for a new
+    device, or KEEP_ROW when the key did not change. After a failure the registry keeps the
+    new key only if the board is read back with the new config.
+    """
+    digest = hashlib.sha256(config).hexdigest()
+    try:
+        try:
+            device.write_file(CONFIG_PATH, config)
+        except DeviceException as error:
+            if error.exc_type != "MemoryError":
+                raise
+            # The objects of the firmware that provisioning interrupted still fill the heap. A
+            # soft reset into the raw REPL frees them without running main.py again.
+            log.info("%s ran out of memory while writing %s: soft-resetting it and retrying", device.port, CONFIG_PATH)
+            device.soft_reset(run_main=False)
+            device.write_file(CONFIG_PATH, config)
+        if device.sha256(CONFIG_PATH) != digest:
+            raise DeviceError(
+                "config.json read back from the board differs from what was written (%s)" % device.port,
+                "check the board's filesystem (is it full?) and provision again",
+            )
+        return
+    except (DeviceError, OSError, KeyboardInterrupt) as error:
+        failure = error
+
+    if previous is KEEP_ROW:
+        if isinstance(failure, KeyboardInterrupt):
+            raise failure
+        raise _write_error(device, failure, "the key did not change, so the gateway still accepts the node's reports")
+    board_digest = _board_config_digest(device)
+    if board_digest == digest and not isinstance(failure, KeyboardInterrupt):
+        log.warning("writing %s on %s failed (%s), but the board has the new config", CONFIG_PATH, device.port, failure)
+        return
+    if board_digest == digest:
+        state = "the board has the new key, and so has the registry"
+    else:
+        registry.restore_device(device_id, previous)
+        if board_digest is None:
+            state = "the registry has the previous key again, but the board could not be read back and may have the new one"
+        else:
+            state = "the registry has the previous key again, as the board has"
+        log.warning("provisioning %s on %s failed: %s", device_id, device.port, state)
+    if isinstance(failure, KeyboardInterrupt):
+        raise failure
+    raise _write_error(device, failure, state)
+
+
+def _board_config_digest(device):
+    """Return the SHA-256 of the board's config, or None when it cannot be read."""
+    try:
+        return device.sha256(CONFIG_PATH)
+    except (DeviceError, OSError) as error:
+        log.warning("reading %s back from %s failed: %s", CONFIG_PATH, device.port, error)
+        return None
+
+
+def _write_error(device, failure, state):
+    hint = "%s. Run the same provision command again" % state
+    if isinstance(failure, DeviceException) and failure.exc_type == "MemoryError":
+        hint = "%s. Reset the board (EN button or power) and run the same provision command again" % state
+    return DeviceError("writing %s to %s failed: %s" % (CONFIG_PATH, device.port, failure), hint)
 
 
 def read_wifi_password(password_file):
@@ -225,9 +287,22 @@ def provision_command(
     if wifi_ssid:
         wifi = {"ssid": wifi_ssid, "password": read_wifi_password(wifi_password_file)}
     with Registry(registry_path) as registry, Device(resolve_port(port)) as device:
-        outcome = provision(device, registry, device_id, gateway, board, wifi, rotate_key, heartbeat_s)
+        try:
+            outcome = provision(device, registry, device_id, gateway, board, wifi, rotate_key, heartbeat_s)
+        except BaysenseError:
+            if reset:
+                _restart_after_failure(device)
+            raise
         click.echo("%s: %s" % (device_id, outcome))
         # Provisioning stopped the running firmware (Ctrl-C), so restart it even when nothing
         # changed; otherwise the node stays at the prompt until its watchdog fires.
         if reset:
             device.soft_reset(run_main=True)
+
+
+def _restart_after_failure(device):
+    """Restart the firmware that provisioning stopped, with whichever config the board has."""
+    try:
+        device.soft_reset(run_main=True)
+    except (DeviceError, OSError) as error:
+        log.warning("restarting the firmware on %s failed: %s", device.port, error)

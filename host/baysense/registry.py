@@ -112,6 +112,19 @@ class Registry:
                 (key, version, fields.get("bay"), fields.get("board"), fields.get("gateway"), now, device_id),
             )
 
+    def restore_device(self, device_id, row):
+        """Put back a row that device() returned earlier, key_version included; None deletes the device."""
+        with self.db:
+            if row is None:
+                self.db.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
+                return
+            self.db.execute(
+                "UPDATE devices SET key = ?, key_version = ?, bay = ?, board = ?, gateway = ?, revoked = ?, updated = ?"
+                " WHERE device_id = ?",
+                (row["key"], row["key_version"], row["bay"], row["board"], row["gateway"], row["revoked"], time.time(),
+                 device_id),
+            )
+
     def revoke(self, device_id):
         with self.db:
             changed = self.db.execute(
