@@ -88,3 +88,41 @@ def test_gateway_registry_is_gateway_db(tmp_path, capsys):
     error = run_failing(capsys, ["gateway", *LISTEN, "--db", str(tmp_path / "other.db"), "--registry", str(lot)])
     assert "--registry %s is a gateway database (it has a reports table), not a device registry" % lot in error
     assert "chmod" not in error
+
+
+# ---- flash on a port without a bootloader ----------------------------------------------------
+
+
+def esp32_image(path):
+    from esptool.bin_image import ELFSection, ESP32FirmwareImage
+
+    image = ESP32FirmwareImage()
+    image.segments = [ELFSection(b".dram0.data", 0x3FFB0000, bytes(4096), 0)]
+    image.entrypoint = 0x40080000
+    path.write_bytes(image.save(None))
+    return path
+
+
+def test_flash_on_vboard_repl_port(tmp_path, capsys, make_vboard):
+    # A running virtual board's REPL port is a pseudo-terminal with no ROM bootloader behind it,
+    # so BOOT and EN are the wrong advice there.
+    board = make_vboard()
+    image = esp32_image(tmp_path / "firmware.bin")
+    status = main(["flash", "--port", board.port, "--connect-attempts", "1", str(image)])
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "no response from the bootloader on %s" % board.port in error
+    assert "%s is a pseudo-terminal, such as a virtual board's REPL port, which has no bootloader" % board.port in error
+    assert "start the board with `baysense vboard --bootloader` (or `baysense rom`)" in error
+    assert "hold BOOT" not in error
+
+
+def test_flash_hint_by_port_kind():
+    from baysense.flash import translate_error
+
+    silent = RuntimeError("Failed to connect to ESP32: No serial data received.")
+    usb = str(translate_error(silent, "/dev/ttyUSB0"))
+    assert usb == "no response from the bootloader on /dev/ttyUSB0: hold BOOT while pressing EN to enter download mode, then retry"
+    remote = str(translate_error(silent, "socket://127.0.0.1:4000"))
+    assert "hold BOOT while pressing EN" in remote
+    assert "for a virtual board, start it with `baysense vboard --bootloader`" in remote

@@ -137,12 +137,25 @@ PORT_ERRORS = [
         "port busy (%s)",
         "close the program that has it open (a serial monitor, mpremote, another baysense), then retry",
     ),
-    (
-        r"Failed to connect|No serial data received|Timed out waiting for packet",
-        "no response from the bootloader on %s",
-        "hold BOOT while pressing EN to enter download mode, then retry",
-    ),
 ]
+# esptool's wording when nothing answered its SYNC frames; the fix depends on the port's kind.
+NO_RESPONSE = r"Failed to connect|No serial data received|Timed out waiting for packet"
+DOWNLOAD_MODE_FIX = "hold BOOT while pressing EN to enter download mode, then retry"
+VIRTUAL_BOOTLOADER = "`baysense vboard --bootloader` (or `baysense rom`) and pass the socket:// port it prints"
+# Device names of pseudo-terminals on Linux and macOS. A USB-serial bridge is never one, but
+# the REPL port of `baysense vboard` is, and it has no bootloader.
+PSEUDO_TERMINAL_PREFIXES = ("/dev/pts/", "/dev/ttys")
+
+
+def _no_response_fix(port):
+    if port.startswith(PSEUDO_TERMINAL_PREFIXES):
+        return "%s is a pseudo-terminal, such as a virtual board's REPL port, which has no bootloader: start the board with %s" % (
+            port,
+            VIRTUAL_BOOTLOADER,
+        )
+    if "://" in port:
+        return "%s; for a virtual board, start it with %s" % (DOWNLOAD_MODE_FIX, VIRTUAL_BOOTLOADER)
+    return DOWNLOAD_MODE_FIX
 
 
 def translate_error(error, port):
@@ -159,6 +172,8 @@ def translate_error(error, port):
     for pattern, failure, fix in PORT_ERRORS:
         if re.search(pattern, text):
             return FlashError(failure % port, fix)
+    if re.search(NO_RESPONSE, text):
+        return FlashError("no response from the bootloader on %s" % port, _no_response_fix(port))
 
     first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return FlashError(
