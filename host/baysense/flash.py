@@ -138,7 +138,7 @@ PORT_ERRORS = [
         "close the program that has it open (a serial monitor, mpremote, another baysense), then retry",
     ),
 ]
-# esptool's wording when nothing answered its SYNC frames; the fix depends on the port's kind.
+# esptool's wording when no reply to its SYNC frames came; the fix depends on the port's kind.
 NO_RESPONSE = r"Failed to connect|No serial data received|Timed out waiting for packet"
 DOWNLOAD_MODE_FIX = "hold BOOT while pressing EN to enter download mode, then retry"
 VIRTUAL_BOOTLOADER = "`baysense vboard --bootloader` (or `baysense rom`) and pass the socket:// port it prints"
