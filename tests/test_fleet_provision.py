@@ -446,3 +446,20 @@ def test_auto_lists_only_esp32_bridges(monkeypatch):
     monkeypatch.setattr("baysense.ports.list_ports", lambda: listed)
 
     assert esp32_ports() == ["/dev/ttyUSB0", "/dev/ttyACM0"]
+
+
+def test_selftest_waits_for_first_magnetometer_sample(firmware, tmp_path, gateway, registry_path, capsys):
+    # A QMC5883L just configured has no sample yet, which its status byte reports as no data.
+    virtual = VirtualBoard(tmp_path / "magnetometer", boards.load("virtual-magnetometer")).start()
+    try:
+        path = write_manifest(tmp_path, gateway, [virtual.port])
+        path.write_text(path.read_text().replace('board = "virtual"', 'board = "virtual-magnetometer"'))
+
+        status, bays, _ = provision_json(capsys, path, registry_path, firmware)
+
+        assert status == 0, bays["b1"]["detail"]
+        assert bays["b1"]["result"] == OK
+        assert "sensor fault" not in bays["b1"]["detail"]
+        assert "gateway ack" in bays["b1"]["detail"]
+    finally:
+        virtual.stop()

@@ -15,6 +15,10 @@ from ..errors import DeviceError
 
 log = logging.getLogger(__name__)
 
+# How long a sensor just started may report no data before the test judges it (ms). A
+# QMC5883L's first sample comes one output period after it is configured, 100 ms at its
+# slowest rate of 10 Hz, so this allows ten periods.
+FIRST_SAMPLE_TIMEOUT_MS = 1000
 # How long the board may take to join Wi-Fi (ms). An ESP32 station usually associates and gets
 # an address in 2 to 5 s (an estimate), and a busy access point can take longer.
 WIFI_TIMEOUT_MS = 20000
@@ -25,13 +29,13 @@ ACK_TIMEOUT_MS = 5000
 # after the gateway reads the key. That usually takes under 0.25 s, so two or three heartbeats
 # go out, well inside the gateway's default burst of 20 frames per device.
 RESEND_MS = 100
-# The host's limit for the whole exec (s): both on-board limits plus the imports.
-EXEC_TIMEOUT_S = (WIFI_TIMEOUT_MS + ACK_TIMEOUT_MS) / 1000 + 10
+# The host's limit for the whole exec (s): the on-board limits plus the imports.
+EXEC_TIMEOUT_S = (FIRST_SAMPLE_TIMEOUT_MS + WIFI_TIMEOUT_MS + ACK_TIMEOUT_MS) / 1000 + 10
 
 # Runs on MicroPython. Prints one dict literal as its last line. It makes no watchdog, so the
 # node's watchdog is not armed by the test.
 BOARD_CODE = """
-def _selftest(wifi_timeout_ms, ack_timeout_ms, resend_ms):
+def _selftest(first_sample_ms, wifi_timeout_ms, ack_timeout_ms, resend_ms):
     import gc
     from time import sleep_ms, ticks_diff, ticks_ms
 
@@ -40,13 +44,21 @@ def _selftest(wifi_timeout_ms, ack_timeout_ms, resend_ms):
     import node
     import protocol
     from counter import Counter
+    from detector import FAULT_NAMES, FAULT_NO_DATA
     from link import Uplink
 
     settings = config.load()
     result = {"device_id": settings["device_id"]}
-    value, fault = board.make_sensor(settings["board"]["sensor"]).read()
+    sensor = board.make_sensor(settings["board"]["sensor"])
+    started = ticks_ms()
+    value, fault = sensor.read()
+    while fault == FAULT_NO_DATA and ticks_diff(ticks_ms(), started) < first_sample_ms:
+        sleep_ms(10)
+        value, fault = sensor.read()
     result["sensor_value"] = value
     result["sensor_fault"] = fault
+    result["sensor_fault_name"] = FAULT_NAMES[fault] if 0 <= fault < len(FAULT_NAMES) else "unknown"
+    result["sensor_wait_ms"] = ticks_diff(ticks_ms(), started)
 
     uplink = Uplink(settings["device_id"], settings["key"], settings["gateway"], settings.get("wifi", {}))
     started = ticks_ms()
@@ -76,9 +88,9 @@ def _selftest(wifi_timeout_ms, ack_timeout_ms, resend_ms):
     return result
 
 
-print(repr(_selftest(%d, %d, %d)))
+print(repr(_selftest(%d, %d, %d, %d)))
 del _selftest
-""" % (WIFI_TIMEOUT_MS, ACK_TIMEOUT_MS, RESEND_MS)
+""" % (FIRST_SAMPLE_TIMEOUT_MS, WIFI_TIMEOUT_MS, ACK_TIMEOUT_MS, RESEND_MS)
 
 
 class SelfTestError(DeviceError):
@@ -104,7 +116,8 @@ def run(device, device_id):
         )
     if result["sensor_fault"]:
         raise SelfTestError(
-            "sensor fault %d on %s (value %r)" % (result["sensor_fault"], device.port, result["sensor_value"]),
+            "sensor fault %d (%s) on %s after %d ms (value %r)"
+            % (result["sensor_fault"], result["sensor_fault_name"], device.port, result["sensor_wait_ms"], result["sensor_value"]),
             "check the sensor's wiring and the board definition's pins",
         )
     if not result["wifi"]:
