@@ -390,6 +390,7 @@ def test_wifi_password_file_must_be_private(firmware, tmp_path, gateway, registr
     error = capsys.readouterr().err
     assert status == 1
     assert "readable by group or others" in error
+    assert "run `chmod 600 %s`" % secret in error
     assert "hunter22" not in error
 
 

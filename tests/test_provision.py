@@ -142,6 +142,7 @@ def test_revoked_device_gets_a_new_key(blank, registry_file):
 def test_cli_never_shows_the_key(blank, registry_file, capsys, caplog, tmp_path):
     password_file = tmp_path / "wifi-password"
     password_file.write_text("hunter2-wifi\n")
+    password_file.chmod(0o600)
     serial_log = blank.state_dir / "serial.log"
     serial_before = serial_log.stat().st_size
     logs = []
@@ -477,3 +478,20 @@ def test_memory_error_retried_after_soft_reset(blank, registry_file):
     assert key != old_key
     assert version == 2
     assert board_config(blank)["key"] == key.hex()
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_cli_rejects_readable_password_file(blank, registry_file, tmp_path, capsys, mode):
+    password_file = tmp_path / "wifi-password"
+    password_file.write_text("hunter2-wifi\n")
+    password_file.chmod(mode)
+
+    assert run_provision(blank, registry_file, "--wifi-ssid", "lot-3", "--wifi-password-file", str(password_file)) == 1
+
+    error = capsys.readouterr().err
+    assert "Wi-Fi password file %s is readable by group or others (mode %o)" % (password_file, mode) in error
+    assert "run `chmod 600 %s`" % password_file in error
+    assert "hunter2-wifi" not in error
+    assert not (blank.fs_dir / "config.json").exists()
+    with Registry(registry_file) as registry:
+        assert registry.devices() == []

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import sys
 from pathlib import Path
 
@@ -248,9 +249,20 @@ def _write_error(device, failure, state):
     return DeviceError("writing %s to %s failed: %s" % (CONFIG_PATH, device.port, failure), hint)
 
 
+def check_password_file(path):
+    """Raise ConfigError when group or others can read the Wi-Fi password file, as for the registry."""
+    mode = stat.S_IMODE(Path(path).stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            "Wi-Fi password file %s is readable by group or others (mode %o)" % (path, mode),
+            "it contains the Wi-Fi password: run `chmod 600 %s`" % path,
+        )
+
+
 def read_wifi_password(password_file):
-    """Read the Wi-Fi password from a file, the environment or a prompt, never from argv."""
+    """Read the Wi-Fi password from a private file, the environment or a prompt, never from argv."""
     if password_file:
+        check_password_file(password_file)
         return Path(password_file).read_text().strip()
     if os.environ.get(ENV_WIFI_PASSWORD) is not None:
         return os.environ[ENV_WIFI_PASSWORD]

@@ -1,7 +1,6 @@
 """`baysense fleet`: provision a site from a manifest, and export or show its progress."""
 
 import os
-import stat
 import sys
 from pathlib import Path
 
@@ -99,14 +98,7 @@ def provision_command(manifest_path, registry_path, flash, force, log_dir, auto_
 def wifi_password(manifest):
     """Return the nodes' Wi-Fi password from the manifest's password file, the environment or a prompt."""
     path = manifest.wifi_password_file
-    if path is not None:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                "Wi-Fi password file %s is readable by group or others (mode %o)" % (path, mode),
-                "run `chmod 600 %s`" % path,
-            )
-    elif os.environ.get(ENV_WIFI_PASSWORD) is None and not sys.stdin.isatty():
+    if path is None and os.environ.get(ENV_WIFI_PASSWORD) is None and not sys.stdin.isatty():
         raise ConfigError(
             "no Wi-Fi password for %r" % manifest.wifi_ssid,
             "name a password_file in the manifest's [wifi] table (CSV: wifi_password_file) or set %s" % ENV_WIFI_PASSWORD,
