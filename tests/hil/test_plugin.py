@@ -1,5 +1,7 @@
 """The plugin's options and skips, in pytest sessions run inside this one."""
 
+from pathlib import Path
+
 import pytest
 
 from baysense.errors import ConfigError
@@ -91,12 +93,15 @@ def test_board_on_a_port_without_modem_lines(pytester, make_vboard, monkeypatch)
             pass
         """
     )
-    result = pytester.runpytest("-rs", "--board", "%s@virtual" % virtual.port)
+    power_on_test = "%s::test_power_cycle_reports_power_on" % (Path(__file__).parent / "test_states.py")
+    result = pytester.runpytest("-rs", "--board", "%s@virtual" % virtual.port, ".", power_on_test)
 
-    result.assert_outcomes(passed=1, skipped=2)
+    result.assert_outcomes(passed=1, skipped=3)
     result.stdout.fnmatch_lines(
         [
             "*has no DTR/RTS lines to hold EN or IO0, so the off state is out of reach*",
             "*needs a bench controller to move the car on a real bench: pass --bench-controller PORT*",
+            "*has no DTR/RTS lines to pulse EN, so a power cycle there is machine.reset(),"
+            " which reports reset cause 5 (hard), not 1 (power-on)*",
         ]
     )

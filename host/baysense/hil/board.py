@@ -88,8 +88,16 @@ class Board:
         return self.strategy.restart_firmware("hard")
 
     def power_cycle(self):
-        """Power cut on a virtual board, EN pulse on a real one; return the node's BootReport."""
+        """Power cut on a virtual board, EN pulse on a real one; return the node's BootReport.
+
+        On a port without modem lines this is machine.reset() (see power_on_reset_unsupported).
+        """
         return self.strategy.restart_firmware("power")
+
+    @property
+    def power_on_reset_unsupported(self):
+        """The reason power_cycle() gives no power-on reset (cause 1) on this board, or None."""
+        return self.target.power_on_reset_unsupported()
 
     @property
     def bootloader_chip(self):

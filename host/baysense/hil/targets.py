@@ -50,6 +50,9 @@ class VirtualTarget:
     def unsupported(self, state):
         return None
 
+    def power_on_reset_unsupported(self):
+        return None
+
     @property
     def serial_log_path(self):
         """The board's own record of what it printed, kept by the virtual board."""
@@ -144,6 +147,15 @@ class SerialTarget:
                 "%s is on the chip's own USB port (%s): holding EN low would take the port off the bus,"
                 " so the off state needs a power relay, which this plugin does not drive yet"
                 % (self.name, self.definition["usb_bridge"])
+            )
+        return None
+
+    def power_on_reset_unsupported(self):
+        """Return why reset() here is no power-on reset, or None when it is one."""
+        if not self.modem_lines:
+            return (
+                "%s has no DTR/RTS lines to pulse EN, so a power cycle there is machine.reset(),"
+                " which reports reset cause 5 (hard), not 1 (power-on)" % self.port
             )
         return None
 
