@@ -19,6 +19,23 @@ def test_board_option_parsing():
     assert parse_board("rfc2217://bench@host:4000") == BoardSpec("rfc2217://bench@host:4000")
 
 
+def test_board_option_unknown_definition():
+    for text in ("virtual@nosuch", "/dev/ttyUSB0@nosuch"):
+        with pytest.raises(ConfigError) as raised:
+            parse_board(text)
+        assert str(raised.value).startswith("board definition not found (nosuch) in --board %s: use a .json path or one of:" % text)
+        assert "virtual-magnetometer" in str(raised.value)
+
+
+def test_board_option_typo_stops_run(pytester):
+    pytester.makepyfile("def test_any(board):\n    pass\n")
+    result = pytester.runpytest("--board", "virtual@nosuch")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: board definition not found (nosuch) in --board virtual@nosuch: use a .json path or one of: *"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
 def test_bench_specs_sources():
     environ = {"BAYSENSE_BOARDS": "/dev/ttyUSB0, /dev/ttyUSB1@esp32c3-qmc5883l"}
 

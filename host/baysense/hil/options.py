@@ -23,11 +23,23 @@ class BoardSpec:
 
 
 def parse_board(text):
-    """Split PORT[@DEFINITION]; the suffix counts only when it names a definition."""
-    port, separator, name = text.strip().rpartition("@")
-    if separator and (name in board_definitions.names() or name.endswith(".json")):
+    """Split PORT[@DEFINITION]; the suffix counts only when it names a definition.
+
+    An unknown suffix stays part of the port, because a URL may contain "@". A device path
+    and `virtual` never do, so after those an unknown suffix raises ConfigError.
+    """
+    text = text.strip()
+    port, separator, name = text.rpartition("@")
+    if not separator:
+        return BoardSpec(text)
+    if name in board_definitions.names() or name.endswith(".json"):
         return BoardSpec(port, name)
-    return BoardSpec(text.strip())
+    if port == VIRTUAL or port.startswith("/"):
+        raise ConfigError(
+            "board definition not found (%s) in --board %s" % (name, text),
+            "use a .json path or one of: %s" % ", ".join(board_definitions.names()),
+        )
+    return BoardSpec(text)
 
 
 def bench_specs(board_options, virtual_count, environ):

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from .options import ENV_BOARDS, bench_specs
+from ..errors import ConfigError
+from .options import ENV_BOARDS, bench_specs, parse_board
 
 # The bench, the boards and the gateway are imported inside the fixtures: pytest loads this
 # plugin in every run, and a run that uses none of its fixtures should not pay for esptool,
@@ -64,6 +65,14 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # A mistyped --board fails the run at once with one line, instead of an error in each test.
+    # $BAYSENSE_BOARDS is checked only when a test needs a board, so that a stale value on a
+    # bench machine does not stop test runs that use no board.
+    for text in config.getoption("board"):
+        try:
+            parse_board(text)
+        except ConfigError as error:
+            raise pytest.UsageError(str(error)) from error
     config.addinivalue_line("markers", "sensor(kind): the test needs a board with this sensor kind")
     config.addinivalue_line("markers", "boards(count): the `boards` fixture gives this many boards")
     config.addinivalue_line("markers", "board_state(state): bring the board to off, bootloader, repl or firmware (default)")
