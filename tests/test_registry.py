@@ -1,11 +1,14 @@
 """The device registry: private file modes, keys, versions and revocation."""
 
+import contextlib
 import os
+import sqlite3
 import stat
 
 import pytest
 
 from baysense.errors import ConfigError
+from baysense.gateway.store import Store
 from baysense.registry import Registry
 
 
@@ -112,3 +115,47 @@ def test_restore_device_none_deletes(tmp_path):
         registry.put_device("bay-2", b"c" * 32)
         registry.restore_device("bay-1", None)
         assert registry.keys() == {"bay-2": b"c" * 32}
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o600])
+def test_gateway_database_is_not_a_registry(tmp_path, mode):
+    # The chmod hint must not make the report database readable as the registry.
+    path = tmp_path / "lot.db"
+    Store(path).close()
+    path.chmod(mode)
+    tables_before = tables_of(path)
+    with pytest.raises(ConfigError) as raised:
+        Registry(path)
+    message = str(raised.value)
+    assert "%s is not a device registry: it has the tables" % path in message
+    assert "but no devices table" in message
+    assert "not the gateway's report database (gateway --db)" in message
+    assert "chmod" not in message
+    assert tables_of(path) == tables_before
+    assert mode_of(path) == mode
+
+
+def test_non_database_file_is_rejected(tmp_path):
+    path = tmp_path / "notadb.json"
+    path.write_text('{"devices": []}\n' * 100)
+    path.chmod(0o600)
+    with pytest.raises(ConfigError) as raised:
+        Registry(path)
+    message = str(raised.value)
+    assert "registry %s is not a SQLite database (file is not a database)" % path in message
+    assert "pass the registry that `baysense provision` created" in message
+    assert path.read_text() == '{"devices": []}\n' * 100
+
+
+def test_readable_registry_hint_names_registry(tmp_path):
+    path = tmp_path / "registry.db"
+    Registry(path).close()
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as raised:
+        Registry(path)
+    assert "the device registry contains device keys: run `chmod 600 %s`" % path in str(raised.value)
+
+
+def tables_of(path):
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return sorted(row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))

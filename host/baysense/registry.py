@@ -4,11 +4,13 @@ The file contains secrets, so it is created with mode 0600 and opened only while
 group nor others can read it. The gateway reads device keys from it.
 """
 
+import contextlib
 import logging
 import os
 import sqlite3
 import stat
 import time
+import urllib.parse
 from pathlib import Path
 
 from .errors import ConfigError
@@ -16,6 +18,10 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 ENV_REGISTRY = "BAYSENSE_REGISTRY"
+REGISTRY_HINT = (
+    "pass the registry that `baysense provision` created (--registry, $BAYSENSE_REGISTRY or"
+    " ~/.local/share/baysense/registry.db), not the gateway's report database (gateway --db)"
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -54,7 +60,32 @@ def _check_private(path):
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             "registry %s is readable by group or others (mode %o)" % (path, mode),
-            "it holds device keys: run `chmod 600 %s`" % path,
+            "the device registry contains device keys: run `chmod 600 %s`" % path,
+        )
+
+
+def _check_is_registry(path):
+    """Raise ConfigError when an existing file is not a SQLite database or is another database.
+
+    Checked before the mode, so that the chmod hint is never given for the gateway's report
+    database, and before the schema is added to someone else's tables. A read-only connection
+    changes nothing in the file.
+    """
+    if path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(str(path)), uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.OperationalError as error:
+        # Leave the verdict to the read-write open below, which raises its own error.
+        log.debug("inspecting %s read-only failed: %s", path, error)
+        return
+    except sqlite3.DatabaseError as error:
+        raise ConfigError("registry %s is not a SQLite database (%s)" % (path, error), REGISTRY_HINT) from None
+    if tables and "devices" not in tables:
+        raise ConfigError(
+            "%s is not a device registry: it has the tables %s but no devices table" % (path, ", ".join(sorted(tables))),
+            REGISTRY_HINT,
         )
 
 
@@ -69,6 +100,7 @@ class Registry:
             # Create the file private before SQLite writes anything into it.
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             os.close(fd)
+        _check_is_registry(self.path)
         _check_private(self.path)
         self.db = sqlite3.connect(self.path, timeout=10)
         self.db.row_factory = sqlite3.Row
