@@ -370,6 +370,7 @@ class FailingDevice(Device):
         self.unreadable = unreadable
         self.failed = False
         self.soft_resets = 0
+        self.run_main = []  # the run_main argument of each soft_reset()
 
     def write_file(self, path, data, **options):
         failure = self.write_failures.pop(0) if self.write_failures else "ok"
@@ -388,6 +389,7 @@ class FailingDevice(Device):
 
     def soft_reset(self, run_main=True):
         self.soft_resets += 1
+        self.run_main.append(run_main)
         super().soft_reset(run_main)
 
 
@@ -495,3 +497,44 @@ def test_cli_rejects_readable_password_file(blank, registry_file, tmp_path, caps
     assert not (blank.fs_dir / "config.json").exists()
     with Registry(registry_file) as registry:
         assert registry.devices() == []
+
+
+def test_cli_failed_rotation_restarts_firmware(blank, registry_file, capsys, monkeypatch):
+    assert run_provision(blank, registry_file) == 0
+    old_key, _version = registry_key(registry_file, "bay-7")
+    opened = []
+
+    def failing_device(port):
+        opened.append(FailingDevice(port, ["memory", "memory"]))
+        return opened[-1]
+
+    monkeypatch.setattr(provision, "Device", failing_device)
+    status = main(
+        ["provision", "--port", blank.port, "--device-id", "bay-7", "--gateway", GATEWAY,
+         "--registry", str(registry_file), "--rotate-key"]
+    )
+
+    assert status == 1
+    error = capsys.readouterr().err
+    assert "writing /config.json to %s failed: MemoryError on the board" % blank.port in error
+    assert "run the same provision command again" in error
+    # One soft reset into the raw REPL before the retry, then the firmware's restart.
+    assert opened[0].run_main == [False, True]
+    assert registry_key(registry_file, "bay-7") == (old_key, 1)
+    assert board_config(blank)["key"] == old_key.hex()
+
+
+def test_cli_board_the_firmware_rejects_writes_nothing(blank, registry_file, tmp_path, capsys):
+    board = boards.load("virtual")
+    board["detector"]["activity_samples"] = 1000
+    board_file = tmp_path / "trial-bad.json"
+    board_file.write_text(json.dumps(board))
+
+    assert run_provision(blank, registry_file, "--board", str(board_file)) == 1
+
+    error = capsys.readouterr().err
+    assert "%s: the node's firmware would reject detector.activity_samples" % board_file in error
+    assert "activity_samples 1000 is out of range" in error
+    assert "fix detector.activity_samples in %s" % board_file in error
+    assert not (blank.fs_dir / "config.json").exists()
+    assert not registry_file.exists()
