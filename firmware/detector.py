@@ -110,6 +110,10 @@ DEFAULTS = {
         "departure_overshoot_percent": 150,
         "departure_confirm_ms": 9000,
         "departure_confirm_return_percent": 100,
+        "arrival_settle_ms": 700,
+        "arrival_max_ms": 12000,
+        "arrival_offset_percent": 90,
+        "arrival_swing_delta": 8,
         "departure_mirror_min_delta": 30,
         "departure_mirror_percent": 50,
         "departure_mirror_nearer_percent": 60,
@@ -645,8 +649,14 @@ class FieldDecision:
     #     stayed there for creep_ms without a transient (a car creeping in).
     # arriving -> occupied: the field kept changing or stayed off the baseline for
     #     on_delay_ms, longer than a passing vehicle takes (gaps shorter than gap_ms are
-    #     bridged), or it already stood still well off the baseline for hold_ms.
-    # arriving -> vacant: it went quiet and back to the baseline first (a passer-by).
+    #     bridged), and then stood quiet for arrival_settle_ms, either off the baseline or
+    #     back on it after swinging one way only (a car parked with no offset). Or
+    #     arrival_max_ms passed since the first change, or the field already stood still
+    #     well off the baseline for hold_ms.
+    # arriving -> vacant: it went quiet and back to the baseline for gap_ms first (a
+    #     passer-by). A field back on the baseline after swinging both ways by
+    #     arrival_swing_delta or more is a passer-by too, if it was present for less than
+    #     arrival_max_ms.
     # occupied, still settling -> vacant: a short stay, the field stood still well off the
     #     baseline for hold_ms and is back on it for return_ms.
     # occupied -> leaving: the field starts changing again, after it had settled.
@@ -706,6 +716,10 @@ class FieldDecision:
         # is compared with it, because a car leaves along the path it came in.
         self._arrival = Transient()
         for name in (
+            "arrival_settle_ms",
+            "arrival_max_ms",
+            "arrival_offset_percent",
+            "arrival_swing_delta",
             "departure_mirror_min_delta",
             "departure_mirror_percent",
             "departure_mirror_nearer_percent",
@@ -876,11 +890,44 @@ class FieldDecision:
         if ticks_diff(now_ms, self._present_at) >= self.gap_ms:
             self.phase = PHASE_VACANT  # it passed by
             return STATE_VACANT
-        # Present for longer than a passing vehicle takes, or already standing still far off
-        # the baseline (a car that creeps in changes the field late and slowly): it has
-        # stopped. It may still be manoeuvring, so its field is followed until it is quiet.
-        if ticks_diff(now_ms, self._event_since) < self.on_delay_ms and not self._stood_still:
+
+        # Already standing still far off the baseline (a car that creeps in changes the field
+        # late and slowly): it has stopped.
+        if self._stood_still:
+            return self._occupy(smooth)
+
+        # Present for longer than a passing vehicle takes. A long pass, or two vehicles in
+        # convoy, can be present that long too, so the field must also have settled. Up to
+        # arrival_max_ms the decision waits for that. It may still be manoeuvring, so its
+        # field is followed until it is quiet.
+        elapsed = ticks_diff(now_ms, self._event_since)
+        if elapsed < self.on_delay_ms:
             return STATE_VACANT
+        if elapsed < self.arrival_max_ms and self._passing(offset, now_ms):
+            return STATE_VACANT
+        return self._occupy(smooth)
+
+    def _passing(self, offset, now_ms):
+        # Return True while the arrival may still be a vehicle driving through: the field has
+        # not been quiet for arrival_settle_ms yet, or it settled back on the baseline after
+        # swinging both ways.
+        if ticks_diff(now_ms, self._disturbed_at) < self.arrival_settle_ms:
+            return True
+        if offset * 100 > self.band * self.arrival_offset_percent:
+            return False
+
+        # A vehicle driving over the sensor swings the field one way as it comes and the
+        # other way as it goes. A car that parks with no offset swung it one way only. This
+        # test is reached only if arrival_settle_ms is shorter than gap_ms, because gap_ms
+        # ends an arrival that is quiet on the baseline.
+        if not self.arrival_swing_delta:
+            return False
+        baseline = self._baseline_fixed >> _FIXED_SHIFT
+        above = self._arrival.high - baseline
+        below = baseline - self._arrival.low
+        return above >= self.arrival_swing_delta and below >= self.arrival_swing_delta
+
+    def _occupy(self, smooth):
         self.phase = PHASE_OCCUPIED
         self._settling = True
         self._level_fixed = smooth << _FIXED_SHIFT
