@@ -14,6 +14,7 @@ import os
 import platform
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,6 +45,29 @@ def _timed(label, paths, settings, **options):
     return summary
 
 
+# Traffic files padded at their start with their own first samples, so that both passes of a
+# file come after the detector's calibration (in every file the first pass falls in it).
+PADDING_SOURCE_MS = 1500
+PADDINGS_MS = (8000, 12000, 20000)
+PADDED_PERIOD_MS = 90
+
+
+def write_padded_traffic(traffic, folder):
+    """Write every traffic file with each padding into `folder` (a temporary one); return the paths."""
+    paths = []
+    for path in traffic:
+        rows = [line.split(",") for line in path.read_text().split()]
+        start = int(rows[0][1])
+        source = [row[2] for row in rows if int(row[1]) - start < PADDING_SOURCE_MS]
+        for padding_ms in PADDINGS_MS:
+            count = padding_ms // PADDED_PERIOD_MS
+            values = (source * (count // len(source) + 1))[:count] + [row[2] for row in rows]
+            padded = folder / ("%s+%dms.txt" % (path.stem, padding_ms))
+            padded.write_text("".join("%d,%d,%s,0\n" % (i, i * PADDED_PERIOD_MS, value) for i, value in enumerate(values)))
+            paths.append(padded)
+    return paths
+
+
 def run(data_dir):
     """Replay every data set found under data_dir; return the list of summaries."""
     field = load_settings(board=FIELD_BOARD)
@@ -62,6 +86,10 @@ def run(data_dir):
     traffic = sorted((data_dir / "magnetic" / "rdvd" / "traffic").glob("*.txt"), key=_number)
     if traffic:
         summaries.append(_timed("RDVD traffic as negatives", traffic, field, negative=True))
+        with tempfile.TemporaryDirectory(prefix="baysense-padded-") as folder:
+            padded = write_padded_traffic(traffic, Path(folder))
+            label = "RDVD traffic padded with 8, 12 or 20 s of its own start, as negatives"
+            summaries.append(_timed(label, padded, field, negative=True))
     edgeai = sorted((data_dir / "tof-magnetic" / "edgeai").glob("*.csv"))
     if edgeai:
         summaries.append(_timed("EdgeAI ToF grid, " + TOF_VALUE, edgeai, distance, read_options={"value": TOF_VALUE}))
