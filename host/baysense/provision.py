@@ -22,7 +22,7 @@ import click
 
 from . import boards
 from .device import Device, literal
-from .errors import BaysenseError, ConfigError, DeviceError, DeviceException
+from .errors import BaysenseError, ConfigError, DeviceError
 from .ports import port_option, resolve_port
 from .registry import Registry
 
@@ -33,6 +33,7 @@ KEY_SIZE = 32
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 ENV_WIFI_PASSWORD = "BAYSENSE_WIFI_PASSWORD"
 KEEP_ROW = object()  # passed to _write_config() when the registry row kept its key
+UNREADABLE = object()  # _board_config_digest(): reading the board's config failed
 # The largest Wi-Fi section read back from a board, in bytes of JSON. An SSID has at most 32
 # bytes and a WPA2 passphrase at most 63 characters, so this leaves room for escapes.
 WIFI_READBACK_MAX_BYTES = 512
@@ -192,16 +193,7 @@ def _write_config(device, registry, device_id, config, previous):
     """
     digest = hashlib.sha256(config).hexdigest()
     try:
-        try:
-            device.write_file(CONFIG_PATH, config)
-        except DeviceException as error:
-            if error.exc_type != "MemoryError":
-                raise
-            # The objects of the firmware that provisioning interrupted still fill the heap. A
-            # soft reset into the raw REPL frees them without running main.py again.
-            log.info("%s ran out of memory while writing %s: soft-resetting it and retrying", device.port, CONFIG_PATH)
-            device.soft_reset(run_main=False)
-            device.write_file(CONFIG_PATH, config)
+        device.write_file(CONFIG_PATH, config)
         if device.sha256(CONFIG_PATH) != digest:
             raise DeviceError(
                 "config.json read back from the board differs from what was written (%s)" % device.port,
@@ -223,8 +215,10 @@ def _write_config(device, registry, device_id, config, previous):
         state = "the board has the new key, and so has the registry"
     else:
         registry.restore_device(device_id, previous)
-        if board_digest is None:
+        if board_digest is UNREADABLE:
             state = "the registry has the previous key again, but the board could not be read back and may have the new one"
+        elif previous is None:
+            state = "the registry no longer lists the new device, and the board did not get its config"
         else:
             state = "the registry has the previous key again, as the board has"
         log.warning("provisioning %s on %s failed: %s", device_id, device.port, state)
@@ -234,19 +228,23 @@ def _write_config(device, registry, device_id, config, previous):
 
 
 def _board_config_digest(device):
-    """Return the SHA-256 of the board's config, or None when it cannot be read."""
+    """Return the SHA-256 of the board's config, None when it has none, or UNREADABLE."""
     try:
         return device.sha256(CONFIG_PATH)
     except (DeviceError, OSError) as error:
         log.warning("reading %s back from %s failed: %s", CONFIG_PATH, device.port, error)
-        return None
+        return UNREADABLE
 
 
 def _write_error(device, failure, state):
-    hint = "%s. Run the same provision command again" % state
-    if isinstance(failure, DeviceException) and failure.exc_type == "MemoryError":
-        hint = "%s. Reset the board (EN button or power) and run the same provision command again" % state
-    return DeviceError("writing %s to %s failed: %s" % (CONFIG_PATH, device.port, failure), hint)
+    message = getattr(failure, "message", None) or str(failure) or type(failure).__name__
+    fix = getattr(failure, "hint", None)
+    if fix:
+        # The failure's own hint is more specific than a plain retry, so it stays.
+        message = "%s (%s)" % (message, fix)
+    return DeviceError(
+        "writing %s to %s failed: %s" % (CONFIG_PATH, device.port, message), "%s. Run the same provision command again" % state
+    )
 
 
 def check_password_file(path):
