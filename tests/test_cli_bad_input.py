@@ -35,10 +35,20 @@ def not_a_database(tmp_path):
     return path
 
 
+@pytest.fixture(autouse=True)
+def gateway_never_runs(monkeypatch):
+    # Every case here must fail before the gateway starts. Without this, a check that lets a
+    # bad file through would start a gateway that serves until it is stopped, and hang the test.
+    async def refuse_to_run(*arguments):
+        raise AssertionError("the gateway started with %s" % (arguments,))
+
+    monkeypatch.setattr("baysense.gateway.cli.run_gateway", refuse_to_run)
+
+
 def run_failing(capsys, arguments):
     assert main(arguments) == 1
     captured = capsys.readouterr()
-    assert captured.out == ""  # the gateway never started listening
+    assert captured.out == ""
     assert "Traceback" not in captured.err
     return captured.err
 
