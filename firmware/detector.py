@@ -284,7 +284,7 @@ class Detector:
     def __init__(self, settings):
         kind = settings.get("kind", KIND_ULTRASONIC)
         if kind not in KINDS:
-            raise ValueError("detector kind %r is not one of %s" % (kind, ", ".join(KINDS)))
+            raise ValueError("detector kind %r is unknown: set it to one of %s" % (kind, ", ".join(KINDS)))
         self.kind = kind
         defaults = DEFAULTS[kind]
         self.fault_after_ms = _setting(settings, defaults, "fault_after_ms")

@@ -340,6 +340,12 @@ def test_magnetometer_settings_checked():
     assert str(raised.value) == "smooth_samples 33 is out of range: set it to 1..32"
 
 
+def test_unknown_kind_names_choices():
+    with pytest.raises(ValueError) as raised:
+        firmware.Detector({"kind": "lidar"})
+    assert str(raised.value) == "detector kind 'lidar' is unknown: set it to one of ultrasonic, magnetometer, presence"
+
+
 def test_valid_settings_kept_unchanged():
     # The check must not change a value it accepts, nor the defaults of a key left out.
     detector = firmware.Detector(dict(ULTRASONIC, on_delay_ms=0, valid_max_mm=65535, stuck_after_ms=86400000))
