@@ -174,8 +174,8 @@ def test_load_non_unicode_names_fix(tmp_path):
     with pytest.raises(ConfigError) as raised:
         boards.load(str(path))
     message = str(raised.value)
-    assert "%s: invalid utf-8 text at byte" % path in message
-    assert "save the file as UTF-8" in message
+    assert "board definition %s is not UTF-8 or UTF-16 text (byte 0xe9 at offset" % path in message
+    assert "save it as UTF-8" in message
 
 
 def test_load_rejects_non_object(tmp_path):

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from baysense import boards
-from baysense.device import BoardMemoryError, Device
+from baysense.device import BoardMemoryError, Device, _open_error, printed_tail
 from baysense.errors import DeviceError, DeviceException
 from baysense.transfer import DEFLATE_WBITS, WRITE_FRAME, deflate_frames, escape, file_frames, raw_frames, unescape
 from baysense.vboard.board import VirtualBoard
@@ -290,3 +290,19 @@ def test_memory_error_names_boot_py(tmp_path):
         assert not (virtual.fs_dir / "module.py.part").exists()
     finally:
         virtual.stop()
+
+
+def test_printed_tail_names_empty_output():
+    assert printed_tail(b"") == "The board printed nothing."
+    assert printed_tail(bytearray(b"  \r\n")) == "The board printed nothing."
+
+
+def test_printed_tail_decodes_the_end():
+    assert printed_tail(b"MicroPython v1.24\r\n>>> ") == "The board printed: MicroPython v1.24\r\n>>>"
+    assert printed_tail(b"ab" * 150, size=4) == "The board printed: abab"
+
+
+def test_open_error_names_next_step():
+    error = _open_error("socket://127.0.0.1:4999", OSError("Could not open port: [Errno 111] Connection refused"))
+    assert "cannot open port socket://127.0.0.1:4999" in str(error)
+    assert "nothing listens at socket://127.0.0.1:4999" in str(error)

@@ -265,27 +265,3 @@ def test_stimulus_rejects_parent_folder(tmp_path, capsys):
     assert "pass the folder of the `dir:` line that `baysense vboard` printed" in error
     assert "Traceback" not in error
     assert list(tmp_path.iterdir()) == [tmp_path / "bay1"]  # no temporary file left behind
-
-
-@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
-def test_board_file_any_json_encoding(tmp_path, encoding):
-    import json
-
-    from baysense import boards
-    from baysense.vboard.cli import load_board
-
-    definition = json.loads((boards.BOARDS_DIR / "virtual.json").read_text())
-    path = tmp_path / "board.json"
-    path.write_bytes(json.dumps(definition).encode(encoding))
-    assert load_board(str(path)) == boards.load("virtual")
-
-
-def test_board_file_not_text_rejected(tmp_path):
-    from baysense.errors import ConfigError
-    from baysense.vboard.cli import load_board
-
-    path = tmp_path / "board.json"
-    path.write_bytes(b'{"name": "caf\xe9"}')
-    with pytest.raises(ConfigError) as raised:
-        load_board(str(path))
-    assert str(raised.value) == "board definition %s is not UTF-8 or UTF-16 text (byte 0xe9 at offset 13): save it as UTF-8" % path

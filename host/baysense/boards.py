@@ -5,10 +5,10 @@ the file, the field and the fix instead of surfacing later as a wrong pin on a r
 """
 
 import functools
-import json
 import re
 from pathlib import Path
 
+from . import jsonfile
 from .errors import ConfigError
 from .paths import BOARDS_DIR, FIRMWARE_DIR
 
@@ -96,7 +96,7 @@ def validate(board, source="board definition"):
             )
     for settings_name in ("sensor", "detector"):
         for name, value in board[settings_name].items():
-            if name.endswith(("_ms", "_us", "_mm", "_hz")) and (not isinstance(value, int) or value < 0):
+            if name.endswith(("_ms", "_us", "_mm", "_hz")) and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigError(
                     "%s: %s.%s = %r must be a non-negative integer" % (source, settings_name, name, value),
                     "the suffix gives its unit",
@@ -156,19 +156,11 @@ def load(name_or_path, firmware_dir=FIRMWARE_DIR):
     path = Path(name_or_path)
     if not path.suffix:
         path = BOARDS_DIR / (name_or_path + ".json")
-    try:
-        # json.loads detects the encoding of bytes from a byte order mark or the zero bytes.
-        board = json.loads(path.read_bytes())
-    except FileNotFoundError:
+    if not path.exists():
         raise ConfigError("board definition not found (%s)" % name_or_path, "known boards: %s" % ", ".join(names()))
-    except IsADirectoryError:
-        raise ConfigError("board definition %s is a folder" % path, "name a .json file") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            "%s: invalid %s text at byte %d" % (path, error.encoding, error.start), "save the file as UTF-8"
-        ) from None
-    except json.JSONDecodeError as error:
-        raise ConfigError("%s: invalid JSON at line %d: %s" % (path, error.lineno, error.msg), "fix the file")
+    if path.is_dir():
+        raise ConfigError("board definition %s is a folder" % path, "name a .json file")
+    board = jsonfile.load(path, "board definition")
     if not isinstance(board, dict):
         raise ConfigError(
             "%s: invalid board definition, a %s" % (path, type(board).__name__),

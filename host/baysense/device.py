@@ -22,6 +22,7 @@ import time
 import serial
 
 from .errors import DeviceError, DeviceException
+from .ports import open_error_hint
 from .transfer import ACK, INFLATE_PROBE, READ_CHUNK, READER_CODE, RECEIVER_CODE, WRITE_FRAME, file_frames
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class Device:
             if time.monotonic() > deadline:
                 raise DeviceError(
                     "timed out after %.0f s waiting for %s on %s" % (timeout, what, self.port),
-                    "is MicroPython running on the board? The board printed: %r" % bytes(self._rx[-200:]),
+                    "is MicroPython running on the board? %s" % printed_tail(self._rx),
                 )
             self._fill()
 
@@ -462,6 +463,12 @@ def _device_exception(text):
     return DeviceException(exc_type, message, text, errno=int(number.group(1)) if number else None)
 
 
+def printed_tail(data, size=200):
+    """Describe the last `size` bytes a board printed, for an error message."""
+    text = bytes(data[-size:]).decode(errors="replace").strip()
+    return "The board printed: %s" % text if text else "The board printed nothing."
+
+
 def _open_error(port, error):
     text = str(error)
     if "Permission denied" in text or "Errno 13" in text:
@@ -476,4 +483,4 @@ def _open_error(port, error):
         return DeviceError(
             "port busy (%s)" % port, "another program has it open (a serial monitor, mpremote, another baysense): close it"
         )
-    return DeviceError("cannot open port %s" % port, text)
+    return DeviceError("cannot open port %s" % port, open_error_hint(port, text) or text)

@@ -184,7 +184,6 @@ def open_error_hint(port, text):
     """Return the next step for a port that pyserial failed to open with `text`, or None.
 
     The messages device.py already explains (permission denied, not found, busy) are left to it.
-    NOTE: device.py's _open_error does not call this yet, so users do not see these hints.
     """
     lowered = text.lower()
     if "connection refused" in lowered or "errno 111" in lowered:

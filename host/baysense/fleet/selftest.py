@@ -11,6 +11,7 @@ restart stay above them.
 import ast
 import logging
 
+from ..device import printed_tail
 from ..errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def run(device, device_id):
         result = ast.literal_eval(last)
     except (ValueError, SyntaxError):
         raise SelfTestError(
-            "the self-test on %s printed no result" % device.port, "the board printed %r; deploy again" % output[-200:]
+            "the self-test on %s printed no result" % device.port, "%s Deploy again." % printed_tail(output.encode())
         ) from None
     log.debug("self-test on %s: %r", device.port, result)
 

@@ -41,7 +41,7 @@ def load_settings(board=None, settings_file=None, kind=None, overrides=(), firmw
         else:
             settings.update(loaded)
     else:
-        definition = boards.load(board or "virtual")
+        definition = boards.load(board or "virtual", firmware_dir)
         settings.update(definition["detector"])
         settings["kind"] = definition["sensor"]["kind"]
     if kind:

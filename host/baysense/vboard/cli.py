@@ -9,20 +9,10 @@ from pathlib import Path
 
 import click
 
-from .. import boards, jsonfile
+from .. import boards
 from ..errors import ConfigError
 from .board import VirtualBoard
 from .stimulus import DEFAULT_WORLD, Stimulus
-
-
-def load_board(name_or_path):
-    """Load a board definition by name, or from a .json file in any encoding JSON allows."""
-    path = Path(name_or_path)
-    # NOTE: boards.load reads files as UTF-8 text only, so a file saved as UTF-16 or with a
-    # byte order mark is read here instead. Other commands that take --board still reject it.
-    if path.suffix == ".json" and path.is_file():
-        return boards.validate(jsonfile.load(path, "board definition"), str(path))
-    return boards.load(name_or_path)
 
 
 def _announce(line):
@@ -56,7 +46,7 @@ def vboard(state_dir, board_name, baud, bootloader, chip, rfc2217):
     use that path as a USB board's port. `baysense stimulus --dir DIR distance_mm=900` puts a
     car under its ranger. SIGUSR1 cuts the board's power (it reboots); SIGTERM or Ctrl-C stops it.
     """
-    board = load_board(board_name)
+    board = boards.load(board_name)
     if state_dir is None:
         state_dir = Path(tempfile.mkdtemp(prefix="baysense-vboard-"))
     virtual = VirtualBoard(state_dir, board, baud=baud)
