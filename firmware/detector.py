@@ -4,6 +4,9 @@
 # path (update, fault) uses small integers and preallocated arrays only: a float is a heap
 # object on the ESP32 port, and this path runs for every sample, so it must not allocate.
 # docs/detector.md describes the settings, the state machines and how the defaults were chosen.
+#
+# TODO: split the filters and the three decisions into modules of their own. The file is one
+# module today because replay's CPython engine and the host tests load it by path, alone.
 
 from array import array
 
