@@ -183,3 +183,26 @@ def test_load_rejects_non_object(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ConfigError, match="invalid board definition, a list: write one JSON object"):
         boards.load(str(path))
+
+
+def test_load_misspelt_detector_key(tmp_path):
+    definition = json.loads((BOARDS_DIR / "virtual.json").read_text())
+    definition["detector"]["on_dealy_ms"] = 3000
+    path = tmp_path / "typo.json"
+    path.write_text(json.dumps(definition))
+    with pytest.raises(ConfigError) as raised:
+        boards.load(str(path))
+    message = str(raised.value)
+    assert "%s: detector.on_dealy_ms is not a setting of the ultrasonic detector" % path in message
+    assert "did you mean on_delay_ms?" in message
+
+
+def test_load_unknown_detector_key_without_match(tmp_path):
+    definition = json.loads((BOARDS_DIR / "virtual-magnetometer.json").read_text())
+    definition["detector"]["colour"] = 1
+    path = tmp_path / "unknown.json"
+    path.write_text(json.dumps(definition))
+    with pytest.raises(ConfigError) as raised:
+        boards.load(str(path))
+    assert "detector.colour is not a setting of the magnetometer detector" in str(raised.value)
+    assert "docs/detector.md lists the settings" in str(raised.value)

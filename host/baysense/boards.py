@@ -4,6 +4,7 @@ A definition is data checked against SCHEMA here, so a typo in a board file is r
 the file, the field and the fix instead of surfacing later as a wrong pin on a real board.
 """
 
+import difflib
 import functools
 import re
 from pathlib import Path
@@ -104,6 +105,10 @@ def validate(board, source="board definition"):
     return board
 
 
+# Settings a kind's detector needs that have no default, beside DEFAULTS[kind].
+REQUIRED_DETECTOR_KEYS = {"ultrasonic": {"occupied_below_mm", "vacant_above_mm"}}
+
+
 def check_detector(board, source="board definition", firmware_dir=FIRMWARE_DIR):
     """Build the firmware's Detector from the board's detector section, as the node does at boot.
 
@@ -111,9 +116,22 @@ def check_detector(board, source="board definition", firmware_dir=FIRMWARE_DIR):
     anything is written to a board. Raise ConfigError naming the file, the key and the fix.
     """
     settings = dict(board["detector"])
-    settings["kind"] = board["sensor"]["kind"]
+    kind = settings["kind"] = board["sensor"]["kind"]
+    firmware = _firmware_detector(Path(firmware_dir))
+
+    # The firmware ignores names it does not know, so a misspelt key would keep its default.
+    # A firmware copy under trial may have no DEFAULTS table: then every name is taken.
+    defaults = getattr(firmware, "DEFAULTS", None)
+    known = set(defaults.get(kind, ())) | REQUIRED_DETECTOR_KEYS.get(kind, set()) if defaults else set(board["detector"])
+    for name in sorted(set(board["detector"]) - known):
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        raise ConfigError(
+            "%s: detector.%s is not a setting of the %s detector" % (source, name, kind),
+            ("did you mean %s?" % close[0]) if close else "remove it; docs/detector.md lists the settings",
+        )
+
     try:
-        _firmware_detector(Path(firmware_dir)).Detector(settings)
+        firmware.Detector(settings)
     except KeyError as error:
         key = error.args[0] if error.args else "?"
         raise ConfigError(
