@@ -39,10 +39,10 @@ def not_a_database(tmp_path):
 def gateway_never_runs(monkeypatch):
     # Every case here must fail before the gateway starts. Without this, a check that lets a
     # bad file through would start a gateway that serves until it is stopped, and hang the test.
-    async def refuse_to_run(*arguments):
+    async def fail_if_started(*arguments):
         raise AssertionError("the gateway started with %s" % (arguments,))
 
-    monkeypatch.setattr("baysense.gateway.cli.run_gateway", refuse_to_run)
+    monkeypatch.setattr("baysense.gateway.cli.run_gateway", fail_if_started)
 
 
 def run_failing(capsys, arguments):

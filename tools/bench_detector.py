@@ -78,7 +78,7 @@ def run(data_dir):
     if parking:
         summaries.append(_timed("RDVD parking, all files", parking, field))
         # The older rules were tuned on the odd-numbered files and the newer ones on half of the
-        # recordings (docs/detector.md says which), so both halves are shown.
+        # recordings (docs/detector.md names them), so both halves are shown.
         odd = [p for p in parking if _number(p) % 2 == 1]
         even = [p for p in parking if _number(p) % 2 == 0]
         summaries.append(_timed("RDVD parking, odd-numbered files", odd, field))

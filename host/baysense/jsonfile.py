@@ -11,18 +11,18 @@ from pathlib import Path
 from .errors import ConfigError
 
 
-def load(path, what):
-    """Return the parsed content of the JSON file at `path`; `what` names it in errors."""
+def load(path, description):
+    """Return the parsed content of the JSON file at `path`; `description` names it in errors."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise ConfigError("cannot read %s %s: %s" % (what, path, error.strerror), "check the path") from None
+        raise ConfigError("cannot read %s %s: %s" % (description, path, error.strerror), "check the path") from None
 
     try:
         return json.loads(data)
     except UnicodeDecodeError as error:
         raise ConfigError(
-            "%s %s is not UTF-8 or UTF-16 text (byte 0x%02x at offset %d)" % (what, path, data[error.start], error.start),
+            "%s %s is not UTF-8 or UTF-16 text (byte 0x%02x at offset %d)" % (description, path, data[error.start], error.start),
             "save it as UTF-8",
         ) from None
     except json.JSONDecodeError as error:

@@ -132,9 +132,9 @@ def read_board_wifi(device):
     if printed is None:
         return None
     if printed in ("invalid", "too long"):
-        what = "not valid JSON" if printed == "invalid" else "longer than %d bytes" % WIFI_READBACK_MAX_BYTES
+        problem = "not valid JSON" if printed == "invalid" else "longer than %d bytes" % WIFI_READBACK_MAX_BYTES
         raise ConfigError(
-            "the Wi-Fi settings in %s on %s are %s, so they cannot be kept" % (CONFIG_PATH, device.port, what),
+            "the Wi-Fi settings in %s on %s are %s, so they cannot be kept" % (CONFIG_PATH, device.port, problem),
             "give them again with --wifi-ssid (fleet: the manifest's [wifi] table), or clear them with --no-wifi",
         )
     masked = bytes.fromhex(printed.decode())
