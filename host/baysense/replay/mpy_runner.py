@@ -1,7 +1,8 @@
-# Streams recorded samples through firmware/detector.py on the MicroPython interpreter.
+# Streams recorded samples through the firmware's detector on the MicroPython interpreter.
 #
 # Runs on MicroPython only (it is never imported on the host). The host starts it once per
-# replay with MICROPYPATH set to the firmware folder and writes one command per line:
+# replay with MICROPYPATH set to a folder of the detector's modules, compiled with mpy-cross,
+# and writes one command per line:
 #   S <settings JSON>     start a new detector (a new trace)
 #   <time_ms> <value>     one sample
 #   F <time_ms> <reason>  one sensor fault
@@ -19,6 +20,9 @@ from detector import Detector
 
 
 def measure_detector_bytes(settings):
+    # A Detector imports its kind's decision module when it is built. A first, discarded one
+    # loads it, so the measured one counts the detector's own objects, not the module's code.
+    Detector(settings)
     gc.collect()
     before = gc.mem_alloc()
     detector = Detector(settings)
