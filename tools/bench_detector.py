@@ -1,7 +1,8 @@
 """Replay the recorded data sets through the node's detector and report accuracy and cost.
 
 Runs the firmware detector on the MicroPython interpreter through `baysense replay` (one
-interpreter per data set). Prints a Markdown section and puts it in docs/benchmarks.md between
+interpreter per data set), and measures the heap its modules need (tools/detector_heap.py).
+Prints a Markdown section and puts it in docs/benchmarks.md between
 the detector-bench markers (--no-write skips that). `make bench` runs it through
 tools/bench.py; it also runs alone:
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from baysense.replay import load_settings, replay
 
 import benchdoc  # noqa: E402 - tools/ is on the path when run as a script
+import detector_heap  # noqa: E402 - the same
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -104,8 +106,8 @@ def _state_list(result):
     return ", ".join("%s at %.0f s" % (e["state"], e["time_ms"] / 1000) for e in result["events"]) or "no change"
 
 
-def to_markdown(summaries, data_dir):
-    """Render the summaries as the detector section of docs/benchmarks.md."""
+def to_markdown(summaries, data_dir, heap=None):
+    """Render the summaries, and detector_heap.measure()'s tables, as a docs/benchmarks.md section."""
     lines = [
         SECTION_START,
         "## Detector replay (tools/bench_detector.py, %s)" % datetime.date.today().isoformat(),
@@ -151,6 +153,9 @@ def to_markdown(summaries, data_dir):
         "`time.ticks_us()` on this x86-64 host, not on an ESP32. Bytes allocated per sample is "
         "`gc.mem_alloc()` after minus before each update with the collector disabled around it."
     )
+    if heap:
+        lines.extend(["", "Smallest heap (`micropython -X heapsize`, bisected in 1 KB steps) to build a detector or import one module:", ""])
+        lines.extend(detector_heap.to_markdown(*heap))
     lines.append(SECTION_END)
     return "\n".join(lines) + "\n"
 
@@ -168,7 +173,7 @@ def main(argv=None):
     if not options.data.is_dir():
         print("bench_detector: data folder not found (%s): pass --data" % options.data, file=sys.stderr)
         return 1
-    text = to_markdown(run(options.data), options.data)
+    text = to_markdown(run(options.data), options.data, detector_heap.measure())
     print(text)
     if not options.no_write:
         write_section(text)
