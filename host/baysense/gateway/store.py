@@ -116,39 +116,58 @@ DROP TABLE bays;
 """
 
 
-# The guard makes the upsert change nothing for a counter at or below the stored one under the
-# same key, so a duplicate is detected in the transaction that would store it.
+# Every statement that advances a counter takes the same numbered parameters, from
+# _advance_row: ?1 device id, ?2 key id, ?3 counter, ?4 tag, ?5 receive time, ?6 frame type,
+# ?7 body, and for a state report ?8 state name, ?9 reason, ?10 detected_ms, ?11 value.
+#
+# The guard makes a statement change nothing for a counter at or below the stored one under the
+# same key, so a duplicate is detected in the transaction that would store it. The UPDATEs are
+# the batch's first try. They cost less than the upserts because they skip the attempt to insert
+# (1.8 against 2.5 us a state report with 1,000 devices, batches of 64, synchronous=OFF), but they
+# change nothing for a device without a row, so such a batch is run again through the upserts.
+GUARD = "(key_id != ?2 OR last_counter < ?3)"
+
+UPDATE_COUNTER = (
+    "UPDATE device_counters SET key_id = ?2, last_counter = ?3, last_tag = ?4, updated = ?5,"
+    " last_type = ?6, last_body = ?7"
+    " WHERE device_id = ?1 AND " + GUARD
+)
+
 ADVANCE_COUNTER = (
     "INSERT INTO device_counters (device_id, key_id, last_counter, last_tag, updated, last_type, last_body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
-    " key_id = excluded.key_id, last_counter = excluded.last_counter,"
-    " last_tag = excluded.last_tag, updated = excluded.updated,"
-    " last_type = excluded.last_type, last_body = excluded.last_body"
-    " WHERE excluded.key_id != device_counters.key_id"
-    " OR excluded.last_counter > device_counters.last_counter"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (device_id) DO UPDATE SET"
+    " key_id = ?2, last_counter = ?3, last_tag = ?4, updated = ?5, last_type = ?6, last_body = ?7"
+    " WHERE " + GUARD
+)
+
+# A state report advances the counter and sets the bay state in one statement, under the same
+# guard. `since` moves only when the state changes, so a repeated report keeps the time the bay
+# entered its state. SQLite evaluates every SET expression on the row as it was before the
+# UPDATE, so `state` there is the stored state. A device seen only in heartbeats until now has a
+# NULL state.
+UPDATE_STATE = (
+    "UPDATE device_counters SET key_id = ?2, last_counter = ?3, last_tag = ?4, updated = ?5,"
+    " last_type = ?6, last_body = ?7,"
+    " since = CASE WHEN state IS ?8 THEN since ELSE ?5 END,"
+    " changes = coalesce(changes, 0) + (state IS NOT ?8),"
+    " state = ?8, state_counter = ?3, reason = ?9, detected_ms = ?10, value = ?11, state_updated = ?5"
+    " WHERE device_id = ?1 AND " + GUARD
+)
+
+ADVANCE_STATE = (
+    "INSERT INTO device_counters (device_id, key_id, last_counter, last_tag, updated, last_type, last_body,"
+    " state, since, state_counter, reason, detected_ms, value, changes, state_updated)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?5, ?3, ?9, ?10, ?11, 1, ?5) ON CONFLICT (device_id) DO UPDATE SET"
+    " key_id = ?2, last_counter = ?3, last_tag = ?4, updated = ?5, last_type = ?6, last_body = ?7,"
+    " since = CASE WHEN state IS ?8 THEN since ELSE ?5 END,"
+    " changes = coalesce(changes, 0) + (state IS NOT ?8),"
+    " state = ?8, state_counter = ?3, reason = ?9, detected_ms = ?10, value = ?11, state_updated = ?5"
+    " WHERE " + GUARD
 )
 
 INSERT_REPORT = (
     "INSERT INTO reports (device_id, key_id, counter, frame_type, body, received, source)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-
-# A state report advances the counter and sets the bay state in one upsert, under the same
-# guard. `since` moves only when the state changes, so a repeated report keeps the time the bay
-# entered its state. A device seen only in heartbeats until now has a NULL state.
-ADVANCE_STATE = (
-    "INSERT INTO device_counters (device_id, key_id, last_counter, last_tag, updated, last_type, last_body,"
-    " state, since, state_counter, reason, detected_ms, value, changes, state_updated)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (device_id) DO UPDATE SET"
-    " key_id = excluded.key_id, last_counter = excluded.last_counter,"
-    " last_tag = excluded.last_tag, updated = excluded.updated,"
-    " last_type = excluded.last_type, last_body = excluded.last_body,"
-    " since = CASE WHEN state IS excluded.state THEN since ELSE excluded.since END,"
-    " changes = coalesce(changes, 0) + (state IS NOT excluded.state),"
-    " state = excluded.state, state_counter = excluded.state_counter, reason = excluded.reason,"
-    " detected_ms = excluded.detected_ms, value = excluded.value, state_updated = excluded.state_updated"
-    " WHERE excluded.key_id != device_counters.key_id"
-    " OR excluded.last_counter > device_counters.last_counter"
 )
 
 REPLACE_HEALTH = (
@@ -281,16 +300,18 @@ class Store:
         self.db.rollback()
 
     def _advance_counters(self, reports):
-        # Normally every report advances its counter, and the changes that executemany counts
-        # equal the rows. Otherwise the rows are undone and run one by one, to find the reports
-        # that are already stored. The rows run in arrival order, one executemany for each run
-        # of reports that take the same statement, because the guard compares each report with
-        # the row that the report before it left.
+        # Normally every report advances its counter in the UPDATEs, and the changes that
+        # executemany counts equal the rows. Otherwise the rows are undone and run one by one
+        # through the upserts, which insert a device's first row and find the reports that are
+        # already stored. The rows run in arrival order, one executemany for each run of reports
+        # that take the same statement, because the guard compares each report with the row
+        # that the report before it left.
         if not reports:
             return []
         self.db.execute("SAVEPOINT advance")
         advanced = 0
-        for statement, run in itertools.groupby(reports, key=_advance_statement):
+        for carries_state, run in itertools.groupby(reports, key=_carries_state):
+            statement = UPDATE_STATE if carries_state else UPDATE_COUNTER
             rows = [_advance_row(report) for report in run]
             advanced += self.db.executemany(statement, rows).rowcount
         if advanced == len(reports):
@@ -302,7 +323,8 @@ class Store:
         return new
 
     def _advance_counter(self, report):
-        advanced = self.db.execute(_advance_statement(report), _advance_row(report)).rowcount
+        statement = ADVANCE_STATE if _carries_state(report) else ADVANCE_COUNTER
+        advanced = self.db.execute(statement, _advance_row(report)).rowcount
         if not advanced:
             log.info("report %r #%d is already stored, so it is not applied again", report.device_id, report.counter)
         return advanced
@@ -332,11 +354,15 @@ class Store:
         return {row[0]: row[1] for row in self.db.execute("SELECT name, count FROM stats ORDER BY name")}
 
 
-def _advance_statement(report):
+# Blobs are bound as bytearray. CPython's sqlite3 module (3.11) binds a bytearray directly, but
+# for a bytes value it first looks for an adapter, which raises and clears an AttributeError
+# (seen under callgrind). A 7-column INSERT took 1.19 us a row with one bytes value and 0.77 us
+# with a bytearray (executemany into an in-memory database, the copy included).
+
+
+def _carries_state(report):
     # A re-signed report stores nothing but its new key, so it leaves the bay state alone.
-    if report.frame_type == protocol.FRAME_STATE and not report.resigned:
-        return ADVANCE_STATE
-    return ADVANCE_COUNTER
+    return report.frame_type == protocol.FRAME_STATE and not report.resigned
 
 
 def _advance_row(report):
@@ -344,23 +370,15 @@ def _advance_row(report):
         report.device_id,
         report.key_id,
         report.counter,
-        report.tag,
+        bytearray(report.tag),
         report.received,
         report.frame_type,
-        report.body,
+        bytearray(report.body),
     )
-    if report.frame_type != protocol.FRAME_STATE or report.resigned:
+    if not _carries_state(report):
         return counter_row
     state, reason, detected_ms, value = report.fields
-    return counter_row + (
-        protocol.STATE_NAMES[state],
-        report.received,
-        report.counter,
-        reason,
-        detected_ms,
-        value,
-        report.received,
-    )
+    return counter_row + (protocol.STATE_NAMES[state], reason, detected_ms, value)
 
 
 def _report_row(report):
@@ -370,7 +388,7 @@ def _report_row(report):
         report.key_id,
         report.counter,
         report.frame_type,
-        report.body,
+        bytearray(report.body),
         report.received,
         "%s:%d" % (host, port),
     )
