@@ -6,7 +6,6 @@ import pytest
 
 from baysense.cli import main
 from baysense.errors import ConfigError
-from baysense.paths import FIRMWARE_DIR
 from baysense.replay import load_settings, replay
 from baysense.replay.engine import Event, open_engine
 from baysense.replay.scoring import label_episodes, score_episodes
