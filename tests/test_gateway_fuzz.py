@@ -113,7 +113,7 @@ def test_server_handler_fuzz_never_raises(tmp_path, sequence):
     assert len(pending) == len({(report.device_id, report.counter) for report in pending})
     for report in pending:
         assert report.device_id in KEYS
-        assert report.ack_to
+        assert report.source == SOURCE
     # Acks of retransmissions, queued to be sent after the handler.
     for ack, source, _, device_id, counter in gateway._acks:
         frame = protocol.decode(ack)

@@ -109,7 +109,8 @@ class Ingest:
     def receive(self, datagram, source, now=None):
         """Check one datagram (bytes) from `source` ((host, port)) and return a Decision.
 
-        `now` is the receive time on `clock`, for the rate limits. When it is None, the clock is read.
+        `now` is the receive time on `clock`, for the rate limits and the report's `arrived`. When
+        it is None, the clock is read.
         """
         size = len(datagram)
         if size > protocol.MAX_FRAME:
@@ -137,7 +138,7 @@ class Ingest:
                 REASON_RATE_DEVICE, source, "device %r over %.0f frames/s", key.device_id, self.settings.device_rate
             )
 
-        return self._check_counter(key, frame_type, counter, signed[body_start:], tag, source)
+        return self._check_counter(key, frame_type, counter, signed[body_start:], tag, source, now)
 
     def _read_header(self, datagram, size):
         """Return (DeviceKey, type, counter, body offset) of a well-formed state or heartbeat
@@ -193,12 +194,12 @@ class Ingest:
             return self._reject(REASON_UNKNOWN_DEVICE, source, "device %r", frame.device_id)
         raise RuntimeError("frame %r #%d decodes but failed the header checks" % (frame.device_id, frame.counter))
 
-    def _check_counter(self, key, frame_type, counter, body, tag, source):
+    def _check_counter(self, key, frame_type, counter, body, tag, source, now):
         device_id = key.device_id
         state = self.devices.get(device_id)
         if state is not None and state.key_id != key.key_id:
             if counter == state.counter and frame_type == state.frame_type and body == state.body:
-                return self._accept_resigned(key, frame_type, counter, body, tag, source, state)
+                return self._accept_resigned(key, frame_type, counter, body, tag, source, state, now)
             # Frames under the old key can no longer verify, so a new key starts a new counter
             # sequence (a re-flashed node may start again from zero).
             log.info("device %r has a new key: its counter sequence starts again", device_id)
@@ -236,7 +237,7 @@ class Ingest:
         except protocol.FrameError as error:
             return self._reject(error.reason, source, "device %r counter %d: %s", device_id, counter, error)
 
-        report = Report(device_id, counter, frame_type, body, fields, time.time(), source, key.key_id, tag, [], key)
+        report = Report(device_id, counter, frame_type, body, fields, time.time(), source, key.key_id, tag, key, now)
         if state is None:
             self.devices[device_id] = DeviceCounter(key.key_id, counter, tag, frame_type, body, report)
         else:
@@ -248,7 +249,7 @@ class Ingest:
         self.tallies[_ACCEPTED_TALLY[frame_type]] += 1
         return Decision(ACCEPTED, None, report, device_id, counter, key)
 
-    def _accept_resigned(self, key, frame_type, counter, body, tag, source, state):
+    def _accept_resigned(self, key, frame_type, counter, body, tag, source, state, now):
         # The node re-signs the frames in its outbox after a key rotation, keeping their counters
         # and bodies. The same counter and body as the last frame accepted under the old key is
         # therefore that frame, whose ack was lost: it is acknowledged and the new key takes over
@@ -256,17 +257,19 @@ class Ingest:
         # and tag to the store, so the ack still waits for a durable commit.
         log.info("device %r re-signed frame #%d under its new key: acknowledged, not stored again", key.device_id, counter)
         report = Report(
-            key.device_id, counter, frame_type, body, None, time.time(), source, key.key_id, tag, [], key, resigned=True
+            key.device_id, counter, frame_type, body, None, time.time(), source, key.key_id, tag, key, now, resigned=True
         )
         self.devices[key.device_id] = DeviceCounter(key.key_id, counter, tag, frame_type, body, report)
         self.tallies[_RESIGNED_TALLY[frame_type]] += 1
         return Decision(ACCEPTED, report=report, device_id=key.device_id, counter=counter, key=key)
 
-    def committed(self, report):
-        """Note that `report` is stored, so a retransmission of it is acked at once."""
-        state = self.devices.get(report.device_id)
-        if state is not None and state.pending is report:
-            state.pending = None
+    def committed(self, reports):
+        """Note that `reports` are stored, so a retransmission of one of them is acked at once."""
+        devices = self.devices
+        for report in reports:
+            state = devices.get(report.device_id)
+            if state is not None and state.pending is report:
+                state.pending = None
 
     def _reject(self, reason, source, detail, *args):
         self.tallies["rejected_" + reason] += 1

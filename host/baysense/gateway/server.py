@@ -19,7 +19,6 @@ import logging
 import socket
 import sqlite3
 import threading
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -135,7 +134,8 @@ class Gateway:
     def _on_readable(self):
         receive = self._sock.recvfrom
         handle = self._handle
-        clock = time.perf_counter
+        # One clock reading per datagram serves the rate limits and the receive-to-ack latency.
+        clock = self.ingest.clock
         for _ in range(MAX_READS_PER_WAKEUP):
             try:
                 datagram, source = receive(RECEIVE_SIZE)
@@ -157,16 +157,19 @@ class Gateway:
             self._send_acks()
 
     def _handle(self, datagram, source, received):
-        decision = self.ingest.receive(datagram, source)
+        # `received` is the receive time on the ingest's clock.
+        decision = self.ingest.receive(datagram, source, received)
         kind = decision.kind
         if kind == ACCEPTED:
-            decision.report.ack_to.append((source, received))
             self._pending.append(decision.report)
         elif kind == ACK_NOW:
             ack = decision.key.ack(decision.counter)
             self._acks.append((ack, source, received, decision.device_id, decision.counter))
         elif kind == ACK_LATER:
-            decision.report.ack_to.append((source, received))
+            report = decision.report
+            if report.resent_to is None:
+                report.resent_to = []
+            report.resent_to.append((source, received))
 
     def _start_commit(self):
         """Write the waiting reports and the tallies into a transaction, and COMMIT it in the writer thread."""
@@ -190,42 +193,59 @@ class Gateway:
                 raise error
             self._store.rollback()
             self._recover(error, batch, tallies)
-        else:
-            self._queue_acks(batch)
+        # The next COMMIT starts before these acks go out, so that its fsync overlaps the sends.
         if self._pending:
             self._start_commit()
+        if error is None:
+            self._ack_committed(batch)
         self._send_acks()
 
-    def _queue_acks(self, batch):
-        committed = self.ingest.committed
-        acks = self._acks
+    def _ack_committed(self, batch):
+        """Send the acks of a committed batch; queue those owed to retransmissions."""
+        self.ingest.committed(batch)
+        send = self._sock.sendto
+        clock = self.ingest.clock
+        latencies = self.latencies
+        sent = 0
         for report in batch:
-            committed(report)
             ack = report.ack_key.ack(report.counter)
-            for source, received in report.ack_to:
-                acks.append((ack, source, received, report.device_id, report.counter))
+            try:
+                send(ack, report.source)
+            except OSError as error:
+                self._ack_failed(report.device_id, report.counter, report.source, error)
+            else:
+                sent += 1
+                latencies.append(clock() - report.arrived)
+            if report.resent_to is not None:
+                for source, received in report.resent_to:
+                    self._acks.append((ack, source, received, report.device_id, report.counter))
+        if sent:
+            self.ingest.tallies["acked"] += sent
 
     def _send_acks(self):
         acks = self._acks
         self._acks = []
         send = self._sock.sendto
-        clock = time.perf_counter
+        clock = self.ingest.clock
         latencies = self.latencies
         sent = 0
         for ack, source, received, device_id, counter in acks:
             try:
                 send(ack, source)
             except OSError as error:
-                # The node resends the frame and gets the ack again.
-                self.ingest.tallies["ack_failed"] += 1
-                self.ingest.log_limiter.log(
-                    logging.WARNING, "ack_failed", "sending the ack for %r #%d to %s failed: %s", device_id, counter, source, error
-                )
+                self._ack_failed(device_id, counter, source, error)
                 continue
             sent += 1
             latencies.append(clock() - received)
         if sent:
             self.ingest.tallies["acked"] += sent
+
+    def _ack_failed(self, device_id, counter, source, error):
+        # The node resends the frame and gets the ack again.
+        self.ingest.tallies["ack_failed"] += 1
+        self.ingest.log_limiter.log(
+            logging.WARNING, "ack_failed", "sending the ack for %r #%d to %s failed: %s", device_id, counter, source, error
+        )
 
     def _recover(self, error, batch, tallies):
         # Nothing in the batch was acked, so the nodes resend it. The replay state goes back to

@@ -46,11 +46,22 @@ class DeviceKey:
         outer.update(inner.digest())
         return outer.digest()
 
+    # verify() and ack() repeat tag()'s four lines instead of calling it, because they run for
+    # every report: the call cost about 40 ns of the 500 ns that each of them takes (timeit).
+
     def verify(self, signed, tag):
         """Return True when `tag` is the HMAC of `signed`, compared in constant time."""
-        return hmac.compare_digest(self.tag(signed), tag)
+        inner = self._inner.copy()
+        inner.update(signed)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return hmac.compare_digest(outer.digest(), tag)
 
     def ack(self, counter, status=protocol.ACK_STORED):
         """Build the signed ack frame for `counter`, as protocol.encode would."""
         signed = self._ack_head + _ACK_TAIL.pack(counter, 1, status)
-        return signed + self.tag(signed)
+        inner = self._inner.copy()
+        inner.update(signed)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return signed + outer.digest()

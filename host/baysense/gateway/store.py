@@ -24,7 +24,7 @@ with 8-character device ids).
 import itertools
 import logging
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import protocol
@@ -116,9 +116,10 @@ DROP TABLE bays;
 """
 
 
-# Every statement that advances a counter takes the same numbered parameters, from
-# _advance_row: ?1 device id, ?2 key id, ?3 counter, ?4 tag, ?5 receive time, ?6 frame type,
-# ?7 body, and for a state report ?8 state name, ?9 reason, ?10 detected_ms, ?11 value.
+# Every statement that advances a counter takes the numbered parameters that _counter_row builds:
+# ?1 device id, ?2 key id, ?3 counter, ?4 tag, ?5 receive time, ?6 frame type, ?7 body. The state
+# statements also take the four that _state_row adds: ?8 state name, ?9 reason, ?10 detected_ms
+# and ?11 value.
 #
 # The guard makes a statement change nothing for a counter at or below the stored one under the
 # same key, so a duplicate is detected in the transaction that would store it. The UPDATEs are
@@ -191,8 +192,11 @@ class Report:
     source: tuple  # (host, port) the frame came from
     key_id: str
     tag: bytes
-    ack_to: list = field(default_factory=list)  # (address, perf_counter at receipt) to ack
     ack_key: object = None  # the DeviceKey that signs the acks
+    arrived: float = 0.0  # receive time on the ingest's clock, for the receive-to-ack latency
+    # (address, receive time) of each retransmission that arrived before the commit, each owed
+    # an ack too. It is None until the first one, which saves a list for almost every report.
+    resent_to: list = None
     # A frame accepted before under the device's old key and re-signed by the node after a key
     # rotation: only the new key and tag are stored.
     resigned: bool = False
@@ -311,9 +315,10 @@ class Store:
         self.db.execute("SAVEPOINT advance")
         advanced = 0
         for carries_state, run in itertools.groupby(reports, key=_carries_state):
-            statement = UPDATE_STATE if carries_state else UPDATE_COUNTER
-            rows = [_advance_row(report) for report in run]
-            advanced += self.db.executemany(statement, rows).rowcount
+            if carries_state:
+                advanced += self.db.executemany(UPDATE_STATE, [_state_row(report) for report in run]).rowcount
+            else:
+                advanced += self.db.executemany(UPDATE_COUNTER, [_counter_row(report) for report in run]).rowcount
         if advanced == len(reports):
             new = reports
         else:
@@ -323,8 +328,10 @@ class Store:
         return new
 
     def _advance_counter(self, report):
-        statement = ADVANCE_STATE if _carries_state(report) else ADVANCE_COUNTER
-        advanced = self.db.execute(statement, _advance_row(report)).rowcount
+        if _carries_state(report):
+            advanced = self.db.execute(ADVANCE_STATE, _state_row(report)).rowcount
+        else:
+            advanced = self.db.execute(ADVANCE_COUNTER, _counter_row(report)).rowcount
         if not advanced:
             log.info("report %r #%d is already stored, so it is not applied again", report.device_id, report.counter)
         return advanced
@@ -365,8 +372,8 @@ def _carries_state(report):
     return report.frame_type == protocol.FRAME_STATE and not report.resigned
 
 
-def _advance_row(report):
-    counter_row = (
+def _counter_row(report):
+    return (
         report.device_id,
         report.key_id,
         report.counter,
@@ -375,10 +382,23 @@ def _advance_row(report):
         report.frame_type,
         bytearray(report.body),
     )
-    if not _carries_state(report):
-        return counter_row
+
+
+def _state_row(report):
     state, reason, detected_ms, value = report.fields
-    return counter_row + (protocol.STATE_NAMES[state], reason, detected_ms, value)
+    return (
+        report.device_id,
+        report.key_id,
+        report.counter,
+        bytearray(report.tag),
+        report.received,
+        report.frame_type,
+        bytearray(report.body),
+        protocol.STATE_NAMES[state],
+        reason,
+        detected_ms,
+        value,
+    )
 
 
 def _report_row(report):
