@@ -14,6 +14,8 @@ Run: .venv/bin/python tools/bench_gateway.py [--devices 1000] [--reports 100] [-
    the running gateway, which must still accept a valid report afterwards.
 
 Figures go to docs/benchmarks.md between the gateway-bench markers (--no-write skips that).
+--gateway-runs N runs only step 1, N times, and prints the gateway's CPU per report split into
+user and system time, which is how changes to the ingest path are judged on a shared machine.
 Linux only: it pins processes with os.sched_setaffinity.
 """
 
@@ -30,6 +32,7 @@ import selectors
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,7 +117,7 @@ def frames_for(devices, reports):
 
 def serve_gateway(db_path, registry_path, connection):
     """Run a Gateway for the parent: it sends "cpu" (answered with this process's CPU seconds so
-    far and the receive-to-ack times since the last "cpu"), then "stop"."""
+    far, in total, user and system, and the receive-to-ack times since the last "cpu"), then "stop"."""
     pin(0, GATEWAY_CORE)
 
     async def main():
@@ -128,8 +131,15 @@ def serve_gateway(db_path, registry_path, connection):
             if request == "cpu":
                 latencies = list(gateway.latencies)
                 gateway.latencies.clear()
+                usage = resource.getrusage(resource.RUSAGE_SELF)
                 connection.send(
-                    {"cpu_s": load_cpu_s(), "p50": percentile(latencies, 0.50), "p99": percentile(latencies, 0.99)}
+                    {
+                        "cpu_s": usage.ru_utime + usage.ru_stime,
+                        "user_s": usage.ru_utime,
+                        "system_s": usage.ru_stime,
+                        "p50": percentile(latencies, 0.50),
+                        "p99": percentile(latencies, 0.99),
+                    }
                 )
             else:
                 stopping.set()
@@ -245,7 +255,11 @@ def run_udp_load(address, devices, frames, acks, reports):
     return load_figures(total, elapsed, round_trips, resends=resends, bad_acks=bad_acks)
 
 
-def bench_gateway(workdir, devices, frames, acks, reports):
+def bench_gateway(workdir, devices, frames, acks, reports, fuzz_after=True):
+    """Run the UDP load against a gateway child and return its figures and the live fuzz's.
+
+    Without `fuzz_after`, no fuzz runs and its figures say so (0 datagrams, not alive).
+    """
     registry_path = workdir / "registry.db"
     db_path = workdir / "gateway.db"
     provision_all(registry_path, devices)
@@ -264,14 +278,15 @@ def bench_gateway(workdir, devices, frames, acks, reports):
     load = run_udp_load(address, devices, frames, acks, reports)
     load["client_cpu_s"] = load_cpu_s() - before
     server_after = ask_gateway(parent_end, "cpu")
-    fuzz = fuzz_live_gateway(address, devices, frames, reports)
+    fuzz = fuzz_live_gateway(address, devices, frames, reports) if fuzz_after else {"datagrams": 0, "alive": False}
 
     ask_gateway(parent_end, "stop")
     child.join(START_TIMEOUT_S)
 
     with Store(db_path) as store:
         stored = len(store.reports())
-    load["cpu_s"] = server_after["cpu_s"] - server_before["cpu_s"]
+    for name in ("cpu_s", "user_s", "system_s"):
+        load[name] = server_after[name] - server_before[name]
     load["p50"] = server_after["p50"]
     load["p99"] = server_after["p99"]
     # The probe report sent after the fuzz is stored too.
@@ -401,18 +416,28 @@ def bench_broker(binary, workdir, devices, reports, connect, publish, disconnect
         clients = connect(port)
         started = time.perf_counter()
         client_cpu = load_cpu_s()
-        broker_cpu = _process_cpu_s(broker.pid)
+        broker_user, broker_system = _process_cpu_s(broker.pid)
         publish(clients)
         elapsed = time.perf_counter() - started
         client_cpu = load_cpu_s() - client_cpu
-        broker_cpu = _process_cpu_s(broker.pid) - broker_cpu
+        user, system = _process_cpu_s(broker.pid)
+        broker_user = user - broker_user
+        broker_system = system - broker_system
         disconnect(clients)
     finally:
         broker.terminate()
         broker.wait(START_TIMEOUT_S)
 
     round_trips = [sample for client in clients for sample in client.round_trips]
-    return load_figures(len(devices) * reports, elapsed, round_trips, cpu_s=broker_cpu, client_cpu_s=client_cpu)
+    return load_figures(
+        len(devices) * reports,
+        elapsed,
+        round_trips,
+        cpu_s=broker_user + broker_system,
+        user_s=broker_user,
+        system_s=broker_system,
+        client_cpu_s=client_cpu,
+    )
 
 
 def device_groups(devices, connections=MQTT_CLIENTS):
@@ -556,9 +581,10 @@ def load_cpu_s():
 
 
 def _process_cpu_s(pid):
+    """Return (user, system) CPU seconds of process `pid`, from /proc in clock ticks."""
     fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 # ---- fuzzing ----
@@ -666,7 +692,13 @@ def _per_cpu(figures):
 def table_row(name, figures, server_side=True):
     # /proc counts CPU time in clock ticks (10 ms), so a short run may show none.
     per_cpu_second = "%.0f" % (figures["reports"] / figures["cpu_s"]) if figures["cpu_s"] > 0 else "n/a"
-    per_report = "%.1f us" % (1e6 * figures["cpu_s"] / figures["reports"]) if figures["cpu_s"] > 0 else "n/a"
+    per_report = "n/a"
+    if figures["cpu_s"] > 0:
+        per_report = "%.1f us (%.1f + %.1f)" % (
+            1e6 * figures["cpu_s"] / figures["reports"],
+            1e6 * figures["user_s"] / figures["reports"],
+            1e6 * figures["system_s"] / figures["reports"],
+        )
     return "| %s | %.0f | %s | %s | %s | %s | %s | %s | %.2f | %.0f%% |" % (
         name,
         figures["rate"],
@@ -708,7 +740,7 @@ def render(arguments, gateway, paho, raw, per_device, version, fuzz_in_process, 
         " Python process on its own core. The server under test is pinned to the other core%s."
         % (arguments.devices, arguments.reports, "" if pinned else " (not pinned: fewer than 2 cores)"),
         "",
-        "| | reports/s | reports per server CPU second | server CPU per report | client round trip p50 | p99 | server receive-to-ack p50 | p99 | server CPU s | load generator busy |",
+        "| | reports/s | reports per server CPU second | server CPU per report (user + system) | client round trip p50 | p99 | server receive-to-ack p50 | p99 | server CPU s | load generator busy |",
         "|---|---|---|---|---|---|---|---|---|---|",
         table_row("Baysense gateway: UDP, HMAC-SHA256 verified, SQLite WAL synchronous=FULL commit before ack", gateway),
     ]
@@ -776,12 +808,49 @@ def render(arguments, gateway, paho, raw, per_device, version, fuzz_in_process, 
     return "\n".join(lines) + "\n"
 
 
+def gateway_runs(arguments, devices, frames, acks):
+    """Run the gateway load `arguments.gateway_runs` times and print each run's CPU per report.
+
+    Returns the exit status: 1 when a run stored fewer reports than it sent.
+    """
+    per_report = []
+    for run in range(1, arguments.gateway_runs + 1):
+        with tempfile.TemporaryDirectory(prefix="baysense-bench-") as directory:
+            gateway, _ = bench_gateway(Path(directory), devices, frames, acks, arguments.reports, fuzz_after=False)
+        if gateway["stored"] != gateway["reports"]:
+            print("bench_gateway: FAILED: run %d stored %d of %d reports" % (run, gateway["stored"], gateway["reports"]), file=sys.stderr)
+            return 1
+        per_report.append(1e6 * gateway["cpu_s"] / gateway["reports"])
+        print(
+            "run %d: server CPU %.2f us a report (user %.2f, system %.2f), %.0f reports/s, %d resends, load average %.1f"
+            % (
+                run,
+                per_report[-1],
+                1e6 * gateway["user_s"] / gateway["reports"],
+                1e6 * gateway["system_s"] / gateway["reports"],
+                gateway["rate"],
+                gateway["resends"],
+                os.getloadavg()[0],
+            ),
+            flush=True,
+        )
+    print("median server CPU per report: %.2f us over %d runs" % (statistics.median(per_report), len(per_report)))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=1000, help="simulated devices (default 1000)")
     parser.add_argument("--reports", type=int, default=100, help="state reports per device (default 100)")
     parser.add_argument("--fuzz-seconds", type=int, default=15, help="seconds of in-process fuzzing (default 15)")
     parser.add_argument("--no-write", action="store_true", help="print the figures without writing docs/benchmarks.md")
+    parser.add_argument(
+        "--gateway-runs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run only the gateway load, N times, and print its CPU per report (no MQTT, no fuzz, nothing written)",
+    )
     arguments = parser.parse_args(argv)
     # Every fuzzed datagram is a rejection with a (rate-limited) warning; only errors matter here.
     logging.basicConfig(level=logging.ERROR)
@@ -791,6 +860,8 @@ def main(argv=None):
     devices = make_devices(arguments.devices)
     frames = frames_for(devices, arguments.reports)
     acks = expected_acks(devices, arguments.reports)
+    if arguments.gateway_runs > 0:
+        return gateway_runs(arguments, devices, frames, acks)
 
     with tempfile.TemporaryDirectory(prefix="baysense-bench-") as directory:
         workdir = Path(directory)
