@@ -14,7 +14,7 @@ from detector import (
     STATE_VACANT,
     ticks_diff,
 )
-from detector_settings import MAX_ACTIVITY_SAMPLES, MAX_SMOOTH_SAMPLES, read_setting
+from detector_settings import MAX_ACTIVITY_SAMPLES, MAX_SETTING_PERCENT, MAX_SMOOTH_SAMPLES, read_setting
 from filters import FIXED_SHIFT, MovingSum, Spread, Transient, shift_for
 
 try:
@@ -133,10 +133,14 @@ class FieldDecision:
         first = get(settings, defaults, "smooth_samples")
         second = get(settings, defaults, "second_smooth_samples")
         activity = get(settings, defaults, "activity_samples")
+        # Narrower than their units allow: the buffers are preallocated, and the noise
+        # estimates are the bands divided by the two noise percents.
         for name, size, low, high in (
             ("smooth_samples", first, 1, MAX_SMOOTH_SAMPLES),
             ("second_smooth_samples", second, 1, MAX_SMOOTH_SAMPLES),
             ("activity_samples", activity, 2, MAX_ACTIVITY_SAMPLES),
+            ("level_band_noise_percent", self.level_noise_percent, 1, MAX_SETTING_PERCENT),
+            ("activity_band_noise_percent", self.activity_noise_percent, 1, MAX_SETTING_PERCENT),
         ):
             if not low <= size <= high:
                 raise ValueError("%s %d is out of range: set it to %d..%d" % (name, size, low, high))

@@ -343,6 +343,24 @@ def test_magnetometer_settings_checked():
     assert str(raised.value) == "smooth_samples 33 is out of range: set it to 1..32"
 
 
+@pytest.mark.parametrize("name", ["level_band_noise_percent", "activity_band_noise_percent"])
+def test_zero_noise_percent_rejected(name):
+    # The calibration divides by this percent, so 0 must fail at start-up, not mid-calibration.
+    with pytest.raises(ValueError) as raised:
+        firmware.Detector({"kind": "magnetometer", name: 0})
+    assert str(raised.value) == "%s 0 is out of range: set it to 1..10000" % name
+
+    source = (
+        "from detector import Detector\n"
+        "try:\n"
+        "    Detector({'kind': 'magnetometer', %r: 0})\n"
+        "    print('accepted')\n"
+        "except ValueError as error:\n"
+        "    print(error)\n" % name
+    )
+    assert run_micropython(source).strip() == "%s 0 is out of range: set it to 1..10000" % name
+
+
 def test_unknown_kind_names_choices():
     with pytest.raises(ValueError) as raised:
         firmware.Detector({"kind": "lidar"})
