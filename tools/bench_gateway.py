@@ -16,6 +16,7 @@ Run: .venv/bin/python tools/bench_gateway.py [--devices 1000] [--reports 100] [-
 Figures go to docs/benchmarks.md between the gateway-bench markers (--no-write skips that).
 --gateway-runs N runs only step 1, N times, and prints the gateway's CPU per report split into
 user and system time, which is how changes to the ingest path are judged on a shared machine.
+--callgrind counts the gateway's user-space instructions per report under valgrind instead.
 Linux only: it pins processes with os.sched_setaffinity.
 """
 
@@ -187,7 +188,7 @@ def load_figures(reports, elapsed, round_trips, **figures):
     }
 
 
-def run_udp_load(address, devices, frames, acks, reports):
+def run_udp_load(address, devices, frames, acks, reports, resend_after_s=RESEND_AFTER_S):
     """Deliver every frame of every device, one in flight per device; return measurements."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
@@ -243,10 +244,10 @@ def run_udp_load(address, devices, frames, acks, reports):
             if index + 1 < reports:
                 send(device_id, now)
         now = clock()
-        if now - last_scan > RESEND_AFTER_S / 4:
+        if now - last_scan > resend_after_s / 4:
             last_scan = now
             for device_id, index in position.items():
-                if index < reports and now - sent_at[device_id] > RESEND_AFTER_S:
+                if index < reports and now - sent_at[device_id] > resend_after_s:
                     resends += 1
                     send(device_id, now)
 
@@ -258,7 +259,7 @@ def run_udp_load(address, devices, frames, acks, reports):
 def bench_gateway(workdir, devices, frames, acks, reports, fuzz_after=True):
     """Run the UDP load against a gateway child and return its figures and the live fuzz's.
 
-    Without `fuzz_after`, no fuzz runs and its figures say so (0 datagrams, not alive).
+    Without `fuzz_after`, no fuzz runs and its figures are 0 datagrams, not alive.
     """
     registry_path = workdir / "registry.db"
     db_path = workdir / "gateway.db"
@@ -292,6 +293,85 @@ def bench_gateway(workdir, devices, frames, acks, reports, fuzz_after=True):
     # The probe report sent after the fuzz is stored too.
     load["stored"] = stored - (1 if fuzz["alive"] else 0)
     return load, fuzz
+
+
+# ---- instructions per report under callgrind ----
+
+# Reports per device in the two callgrind runs. The instructions per report are the difference
+# between the runs over the difference in reports, so start-up and shutdown cancel out.
+CALLGRIND_REPORTS = (10, 30)
+# Seconds a node waits before it resends under callgrind. The gateway runs tens of times slower
+# there, and a resend would count a report twice.
+CALLGRIND_RESEND_AFTER_S = 120
+
+
+def serve_gateway_on_stdio(db_path, registry_path):
+    """Run a Gateway in this process, print its UDP port, and stop when standard input closes."""
+
+    async def main():
+        gateway = Gateway(db_path, registry_path, BENCH_SETTINGS)
+        _, port = await gateway.start("127.0.0.1", 0)
+        print(port, flush=True)
+        closed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sys.stdin.fileno(), lambda: os.read(sys.stdin.fileno(), 4096) or closed.set())
+        await closed.wait()
+        await gateway.stop()
+
+    asyncio.run(main())
+
+
+def callgrind_instructions(workdir, devices, reports):
+    """Run the UDP load against a gateway under callgrind; return the instructions it executed."""
+    registry_path = workdir / "registry.db"
+    provision_all(registry_path, devices)
+    frames = frames_for(devices, reports)
+    acks = expected_acks(devices, reports)
+
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=%s" % (workdir / "callgrind.out"),
+        sys.executable,
+        __file__,
+        "--serve-gateway",
+        str(workdir / "gateway.db"),
+        str(registry_path),
+    ]
+    server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Before the gateway starts its writer thread, which inherits the core.
+    pin(server.pid, GATEWAY_CORE)
+    try:
+        port = int(server.stdout.readline())
+        load = run_udp_load(("127.0.0.1", port), devices, frames, acks, reports, CALLGRIND_RESEND_AFTER_S)
+    finally:
+        server.stdin.close()
+        errors = server.stderr.read()
+        server.wait()
+
+    collected = [line for line in errors.splitlines() if "Collected :" in line]
+    if not collected:
+        raise RuntimeError("callgrind printed no instruction count; its output ends:\n%s" % errors[-2000:])
+    if load["resends"]:
+        raise RuntimeError("%d resends under callgrind: raise CALLGRIND_RESEND_AFTER_S" % load["resends"])
+    return int(collected[-1].split()[-1])
+
+
+def callgrind_per_report(devices):
+    """Print the gateway's user-space instructions per report under callgrind; return the exit status."""
+    if shutil.which("valgrind") is None:
+        print("bench_gateway: valgrind not found: install Debian's valgrind package", file=sys.stderr)
+        return 1
+    counts = []
+    for reports in CALLGRIND_REPORTS:
+        with tempfile.TemporaryDirectory(prefix="baysense-bench-") as directory:
+            counts.append(callgrind_instructions(Path(directory), devices, reports))
+    extra_reports = len(devices) * (CALLGRIND_REPORTS[1] - CALLGRIND_REPORTS[0])
+    print(
+        "callgrind: %.0f instructions a report in the gateway process (user space; %d devices, %d and %d reports each)"
+        % ((counts[1] - counts[0]) / extra_reports, len(devices), *CALLGRIND_REPORTS)
+    )
+    return 0
 
 
 # ---- MQTT QoS 1 to Mosquitto ----
@@ -851,13 +931,24 @@ def main(argv=None):
         metavar="N",
         help="run only the gateway load, N times, and print its CPU per report (no MQTT, no fuzz, nothing written)",
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count the gateway's user-space instructions per report under valgrind's callgrind",
+    )
+    parser.add_argument("--serve-gateway", nargs=2, metavar=("DB", "REGISTRY"), help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
+    if arguments.serve_gateway:
+        serve_gateway_on_stdio(*arguments.serve_gateway)
+        return 0
     # Every fuzzed datagram is a rejection with a (rate-limited) warning; only errors matter here.
     logging.basicConfig(level=logging.ERROR)
 
     pinned = pin(0, LOAD_CORE)
     file_limit = raise_file_limit(arguments.devices * 2 + SPARE_FILES)
     devices = make_devices(arguments.devices)
+    if arguments.callgrind:
+        return callgrind_per_report(devices)
     frames = frames_for(devices, arguments.reports)
     acks = expected_acks(devices, arguments.reports)
     if arguments.gateway_runs > 0:
