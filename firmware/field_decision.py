@@ -76,7 +76,8 @@ class FieldDecision:
     #     the window as it is at calibration_max_ms.
     # calibrating -> arriving: that window lies more than calibration_shift_delta from the
     #     first quiet and steady window of the warm-up. A car arrived during the calibration,
-    #     so the warm-up window is taken as the empty bay.
+    #     so the warm-up window is taken as the empty bay, and the arrival is timed from the
+    #     field's first swing after that window.
     # vacant -> arriving: the field starts changing, no sooner than rearm_ms after a
     #     departure. Or it moved more than creep_delta from its slow reference level and
     #     stayed there for creep_ms without a transient (a car creeping in).
@@ -220,6 +221,11 @@ class FieldDecision:
         self._warming = True
         self._early_level = 0
         self._early_band = -1  # -1 until a quiet and steady window of the warm-up is found
+        # The field's extremes since that window, and the time of its first swing after it
+        # (-1 until then): the start of an arrival that the calibration finds at its end.
+        self._early_high = 0
+        self._early_low = 0
+        self._early_swing_at = -1
         self._confirming = False
 
     def decide(self, value, now_ms):
@@ -567,6 +573,14 @@ class FieldDecision:
             # learned from quiet samples only.
             self._moved_at = elapsed
             self._calibration_spread = 0
+        if self._early_band >= 0:
+            # The activity band is not learned yet, so a swing is a spread above its floor.
+            if self._early_swing_at < 0 and spread > self.band_min:
+                self._early_swing_at = now_ms
+            if smooth > self._early_high:
+                self._early_high = smooth
+            elif smooth < self._early_low:
+                self._early_low = smooth
         warming = elapsed < self.warmup_ms
         if warming and not self.calibration_shift_delta:
             return
@@ -598,6 +612,8 @@ class FieldDecision:
             if steady and self._early_band < 0:
                 self._early_level = whole
                 self._early_band = band
+                self._early_high = whole
+                self._early_low = whole
             return
         if not steady and elapsed < self.calibration_max_ms:
             return  # wait for a steady window
@@ -624,6 +640,17 @@ class FieldDecision:
         self.phase = PHASE_VACANT
         if arrived:
             self._arrive(smooth, now_ms)
+            # Timed from the first swing after the warm-up's steady window, as for a car
+            # arriving at a vacant bay, with that swing in the arrival's shape. Timed from
+            # now, a car parked with no offset is back on the baseline for gap_ms before
+            # on_delay_ms has passed, and reads as a passer-by.
+            if self._early_swing_at >= 0:
+                self._event_since = self._early_swing_at
+            arrival = self._arrival
+            if self._early_high > arrival.high:
+                arrival.high = self._early_high
+            if self._early_low < arrival.low:
+                arrival.low = self._early_low
 
     def _append_calibration(self, smooth, elapsed):
         # Add one sample; keep only the newest samples that span calibration_ms. Returns the

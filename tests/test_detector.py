@@ -673,7 +673,9 @@ def test_field_arrival_during_calibration():
 
 
 def test_field_pass_during_calibration_ignored():
-    # A car passes over the sensor 2.5 s after start: the field swings and comes back.
-    segments = [(2500, 300, 300, 0), (2500, 300, 300, 60), (20000, 300, 300, 0)]
+    # A car drives over the sensor 2.5 s after start: the field swings up as it comes and
+    # down as it goes, then comes back. (A swing one way only is what a car parked with no
+    # offset does.)
+    segments = [(2500, 300, 300, 0), (1250, 300, 300, 60), (1250, 300, 300, -60), (20000, 300, 300, 0)]
     times, values = field_segments(segments, seed=10)
     assert feed(firmware.Detector(MAGNETOMETER), times, values) == []
