@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -124,6 +125,37 @@ def test_retransmission_acked_again(gateway, keys):
     assert acked_again
     assert after == before
     assert wait_for(lambda: stats(db_path).get("resent_state") == 1)
+
+
+def test_resend_before_commit_acked_after(gateway, keys):
+    # The COMMIT waits until the test releases it, so the resent frame finds its report pending.
+    store = gateway.gateway._store
+    real_finish = store.finish
+    release = threading.Event()
+
+    def finish():
+        release.wait(WAIT_S)
+        real_finish()
+
+    store.finish = finish
+    with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
+        counter, frame = node.state_frame(protocol.STATE_OCCUPIED)
+        node.send(frame)
+        node.send(frame)
+        acked_before_commit = node.wait_ack(counter, 0.3)
+        release.set()
+        first_ack = node.wait_ack(counter, WAIT_S)
+        second_ack = node.wait_ack(counter, WAIT_S)
+
+    db_path = gateway.gateway.db_path
+    with Store(db_path) as store_reader:
+        reports = store_reader.reports()
+    assert not acked_before_commit
+    assert first_ack
+    assert second_ack
+    assert [report["counter"] for report in reports] == [counter]
+    assert wait_for(lambda: stats(db_path).get("resent_state") == 1)
+    assert wait_for(lambda: stats(db_path).get("acked") == 2)
 
 
 def test_ack_verifies_under_device_key(gateway, keys):
