@@ -62,12 +62,64 @@ def test_hardware_test_skips_on_virtual_bench(pytester):
     result.stdout.fnmatch_lines(["*needs a real board: pass --board PORT (or set BAYSENSE_BOARDS)*"])
 
 
-def test_real_board_needs_reachable_gateway(pytester):
+def test_board_option_missing_port_stops_run(pytester):
     pytester.makepyfile("def test_any(board):\n    pass\n")
-    result = pytester.runpytest("--board", "/dev/ttyNONE@esp32-devkitc-hcsr04")
+    missing = str(pytester.path / "ttyNONE")
 
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*a real board cannot reach a gateway on 127.0.0.1*--gateway-listen*"])
+    for text in ("%s@virtual" % missing, missing):
+        result = pytester.runpytest("--board", text)
+
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["ERROR: port not found (%s) in --board %s: plug the board in and pass a device path*" % (missing, text)])
+        assert "@DEFINITION" not in result.stderr.str()
+        assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_board_option_regular_file_stops_run(pytester):
+    pytester.makepyfile("def test_any(board):\n    pass\n")
+    result = pytester.runpytest("--board", "%s@virtual" % (pytester.path / "test_board_option_regular_file_stops_run.py"))
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: *test_board_option_regular_file_stops_run.py in --board * is a regular file, not a serial port: *"])
+
+
+def test_missing_port_in_environment_stops_run(pytester, monkeypatch):
+    missing = str(pytester.path / "ttyNONE")
+    monkeypatch.setenv("BAYSENSE_BOARDS", "%s@virtual" % missing)
+    pytester.makepyfile("def test_plain():\n    pass\n\ndef test_one(board):\n    pass\n\ndef test_two(board):\n    pass\n")
+    result = pytester.runpytest()
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert output.count("ERROR: port not found (%s) in $BAYSENSE_BOARDS: plug the board in" % missing) == 1
+    assert "Traceback" not in output
+    assert "test_two" not in output  # the run stopped at the first test that needs a board
+
+
+def test_definition_read_names_busy_port(make_vboard):
+    import serial
+
+    from baysense.hil.bench import _definition_on_board
+
+    virtual = make_vboard("busy")
+    with serial.Serial(virtual.port, exclusive=True):
+        with pytest.raises(ConfigError) as raised:
+            _definition_on_board(virtual.port)
+
+    message = str(raised.value)
+    assert message.startswith("cannot read the board definition on %s: port busy (%s): another program has it open" % (virtual.port, virtual.port))
+    assert "@DEFINITION" not in message
+
+
+def test_real_board_needs_reachable_gateway(pytester):
+    # /dev/null exists, so the port check passes, and it is never opened: the bench is refused first.
+    pytester.makepyfile("def test_any(board):\n    pass\n")
+    result = pytester.runpytest("--board", "/dev/null@esp32-devkitc-hcsr04")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert "ERROR: a real board cannot reach a gateway on 127.0.0.1: pass --gateway-listen" in output
+    assert "Traceback" not in output
 
 
 def test_real_bench_never_adds_virtual_boards(tmp_path):
@@ -119,6 +171,6 @@ def test_board_on_a_port_without_modem_lines(pytester, make_vboard, monkeypatch)
             "*has no DTR/RTS lines to hold EN or IO0, so the off state is out of reach*",
             "*needs a bench controller to move the car on a real bench: pass --bench-controller PORT*",
             "*has no DTR/RTS lines to pulse EN, so a power cycle there is machine.reset(),"
-            " which reports reset cause 5 (hard), not 1 (power-on)*",
+            " which reports reset cause 5 (SOFT_RESET), not 1 (PWRON_RESET)*",
         ]
     )

@@ -60,7 +60,8 @@ def test_files_round_trip(board):
 
 
 def test_resets_report_their_cause(board, gateway):
-    # machine.reset_cause() value of the esp32 port for machine.reset(): 5 (hard).
+    # After machine.reset() the esp32 port's machine.reset_cause() is 5, SOFT_RESET, because the
+    # chip restarts through esp_restart(). HARD_RESET is 2.
     start = gateway.last_counter(board.device_id)
 
     assert board.hard_reset().reset_cause == 5

@@ -158,7 +158,12 @@ def _definition_on_board(port):
     """Return the board definition a real board was provisioned with (its /config.json)."""
     hint = "pass --board %s@DEFINITION with one of: %s" % (port, ", ".join(board_definitions.names()))
     try:
-        with Device(port) as device:
+        device = Device(port)
+    except DeviceError as error:
+        # The port is what is wrong (not found, busy, no permission), so its own fix comes first.
+        raise ConfigError("cannot read the board definition on %s: %s" % (port, error.message), error.hint) from error
+    try:
+        with device:
             config = json.loads(device.read_file("/config.json"))
     except (DeviceError, ValueError) as error:
         raise ConfigError("cannot tell which board definition %s has (%s)" % (port, error), hint) from error

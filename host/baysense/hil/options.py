@@ -5,6 +5,8 @@ $BAYSENSE_BOARDS (the same items, comma-separated), plus `--boards N` virtual bo
 module imports nothing heavy, because pytest loads the plugin, and so this module, in every run.
 """
 
+import os
+import stat
 from dataclasses import dataclass
 
 from .. import boards as board_definitions
@@ -12,6 +14,7 @@ from ..errors import ConfigError
 
 ENV_BOARDS = "BAYSENSE_BOARDS"
 VIRTUAL = "virtual"
+PORT_HINT = "plug the board in and pass a device path that `baysense ports` lists, or the `port:` line that `baysense vboard` printed"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,23 @@ def parse_board(text):
             "use a .json path or one of: %s" % ", ".join(board_definitions.names()),
         )
     return BoardSpec(text)
+
+
+def check_port(port, source):
+    """Raise ConfigError when `port` is a device path that is no serial port. `source` names the option.
+
+    Only device paths are checked, and none is opened: opening a serial port can reset an
+    ESP32, and the server behind a URL may start after pytest does.
+    """
+    if not port.startswith("/"):
+        return
+    try:
+        mode = os.stat(port).st_mode
+    except FileNotFoundError:
+        raise ConfigError("port not found (%s) in %s" % (port, source), PORT_HINT) from None
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a regular file"
+        raise ConfigError("%s in %s is %s, not a serial port" % (port, source, kind), PORT_HINT)
 
 
 def bench_specs(board_options, virtual_count, environ):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ..errors import ConfigError
-from .options import ENV_BOARDS, bench_specs, parse_board
+from .options import ENV_BOARDS, bench_specs, check_port, parse_board
 
 # The bench, the boards and the gateway are imported inside the fixtures: pytest loads this
 # plugin in every run, and a run that uses none of its fixtures should not pay for esptool,
@@ -65,12 +65,12 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    # A mistyped --board fails the run at once with one line, instead of an error in each test.
-    # $BAYSENSE_BOARDS is checked only when a test needs a board, so that a stale value on a
-    # bench machine does not stop test runs that use no board.
+    # A mistyped --board, or a port that does not exist, fails the run at once with one line,
+    # instead of an error in each test. $BAYSENSE_BOARDS is checked only when a test needs a
+    # board, so that a stale value on a bench machine does not stop test runs that use no board.
     for text in config.getoption("board"):
         try:
-            parse_board(text)
+            check_port(parse_board(text).port, "--board %s" % text.strip())
         except ConfigError as error:
             raise pytest.UsageError(str(error)) from error
     config.addinivalue_line("markers", "sensor(kind): the test needs a board with this sensor kind")
@@ -89,15 +89,23 @@ def hil_bench(request, tmp_path_factory):
 
     config = request.config
     folder = config.getoption("hil_logs") or tmp_path_factory.getbasetemp() / "hil"
-    specs = bench_specs(config.getoption("board"), config.getoption("boards"), os.environ)
-    bench = Bench(
-        specs,
-        folder,
-        gateway_host=config.getoption("gateway_listen"),
-        controller_port=config.getoption("bench_controller"),
-        wiring_path=config.getoption("bench_wiring"),
-        firmware_dir=config.getoption("firmware"),
-    )
+    # A bench that cannot be built would fail every test that needs a board, each with the
+    # same traceback, so the run stops with the error's one line instead.
+    try:
+        specs = bench_specs(config.getoption("board"), config.getoption("boards"), os.environ)
+        if not config.getoption("board"):
+            for spec in specs:
+                check_port(spec.port, "$%s" % ENV_BOARDS)
+        bench = Bench(
+            specs,
+            folder,
+            gateway_host=config.getoption("gateway_listen"),
+            controller_port=config.getoption("bench_controller"),
+            wiring_path=config.getoption("bench_wiring"),
+            firmware_dir=config.getoption("firmware"),
+        )
+    except ConfigError as error:
+        pytest.exit("ERROR: %s" % error, returncode=pytest.ExitCode.USAGE_ERROR)
     yield bench
     bench.close()
 

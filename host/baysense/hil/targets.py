@@ -155,7 +155,7 @@ class SerialTarget:
         if not self.modem_lines:
             return (
                 "%s has no DTR/RTS lines to pulse EN, so a power cycle there is machine.reset(),"
-                " which reports reset cause 5 (hard), not 1 (power-on)" % self.port
+                " which reports reset cause 5 (SOFT_RESET), not 1 (PWRON_RESET)" % self.port
             )
         return None
 

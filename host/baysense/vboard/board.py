@@ -32,6 +32,8 @@ from .stimulus import DEFAULT_WORLD, Stimulus
 log = logging.getLogger(__name__)
 
 # machine.reset_cause() values of the esp32 port, by the reset that started the interpreter.
+# "hard" is machine.reset() (a hard reset in MicroPython's documentation), which the esp32 port
+# reports as 5, SOFT_RESET, because the chip restarts through esp_restart().
 RESET_CAUSES = {"poweron": 1, "wdt": 3, "deepsleep": 4, "hard": 5}
 
 # An ESP32 gives MicroPython about 110 KB of heap. The simulated HAL takes about 29 KB here
