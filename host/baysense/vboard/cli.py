@@ -136,6 +136,10 @@ def stimulus_command(state_dir, settings):
     the ranger), `echo=false` (ranger unplugged), `link=false` (Wi-Fi down),
     `field=[120,-40,300]` or `presence=1`. A value of the wrong type or out of range is
     rejected and nothing is changed. With no SETTINGS it prints the current world.
+
+    The field has noise of field_noise counts (standard deviation, default 2), seeded with
+    noise_seed, as a real magnetometer's reading is never still. With `field_noise=0` the
+    node reports a stuck-reading fault after the board's stuck_after_ms.
     """
     sim_dir = state_dir / "sim"
     if not sim_dir.is_dir():

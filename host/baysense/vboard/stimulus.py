@@ -1,9 +1,14 @@
 """The stimulus channel of a virtual board: the simulated world its sensors measure.
 
 The world is a JSON object in the board's sim/stimulus.json. Keys: distance_mm,
-distance_noise_mm, echo, drop_edge_rate, field, field_noise, i2c_error, presence, link, rssi
-(see vboard/hal/sim_devices.py for their meaning). Writes are atomic (a rename), so the board
-never reads half a file.
+distance_noise_mm, echo, drop_edge_rate, field, field_noise, noise_seed, i2c_error, presence,
+link, rssi (see vboard/hal/sim_devices.py for their meaning). Writes are atomic (a rename), so
+the board never reads half a file.
+
+The magnetometer's field has noise by default (FIELD_NOISE_COUNTS), because a real QMC5883L's
+reading is never perfectly still. With field_noise 0 the reading never changes, and the
+detector's stuck-reading check reports a fault after stuck_after_ms, as it would on a chip
+that stopped measuring.
 """
 
 import json
@@ -13,13 +18,21 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
+# Standard deviation of the simulated field on each axis, in counts. An estimate, not a
+# measurement: a few counts, so that consecutive readings differ as on a still chip at the
+# driver's 8 gauss range. The detector's thresholds on the boards are 8 counts and more.
+FIELD_NOISE_COUNTS = 2
+# Seed of the simulated sensors' noise: the same seed and world give the same readings.
+NOISE_SEED = 1
+
 DEFAULT_WORLD = {
     "distance_mm": 2600,
     "distance_noise_mm": 0,
     "echo": True,
     "drop_edge_rate": 0.0,
     "field": [0, 0, 0],
-    "field_noise": 0,
+    "field_noise": FIELD_NOISE_COUNTS,
+    "noise_seed": NOISE_SEED,
     "i2c_error": False,
     "presence": 0,
     "link": True,
@@ -37,6 +50,7 @@ WORLD_SCHEMA = {
     "drop_edge_rate": ("number", 0, 1),  # a share of the echo edges
     "field": ("field", -32768, 32767),  # the signed 16-bit counts of a QMC5883L axis
     "field_noise": ("number", 0, 32767),
+    "noise_seed": ("integer", 0, 2**32 - 1),  # the generator's state is 32 bits
     "i2c_error": ("boolean", None, None),
     "presence": ("presence", 0, 1),
     "link": ("boolean", None, None),

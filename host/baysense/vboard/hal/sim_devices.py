@@ -7,7 +7,11 @@
 # The simulated world comes from sim/stimulus.json, written by the host:
 #   distance_mm, distance_noise_mm, echo (false: no echo, as an unplugged ranger),
 #   drop_edge_rate (0..1: share of echo edges whose IRQ is lost), field ([x, y, z] counts),
-#   field_noise, i2c_error (true: the magnetometer does not answer), presence (0 or 1).
+#   field_noise (counts), noise_seed, i2c_error (true: the magnetometer does not acknowledge
+#   its address), presence (0 or 1).
+# distance_noise_mm and field_noise are standard deviations. The noise comes from a generator
+# seeded with noise_seed, so a board given the same seed and world draws the same sequence of
+# noise after each boot.
 
 import sys
 
@@ -41,11 +45,47 @@ def _wiring_for(kind):
     return None
 
 
-def _gauss(sigma):
-    # Sum of uniforms: close enough to a normal distribution for sensor noise.
-    if not sigma:
-        return 0
-    return (random.random() + random.random() + random.random() - 1.5) * 2 * sigma
+# The defaults of vboard/stimulus.py's DEFAULT_WORLD, for a stimulus file written without them.
+_FIELD_NOISE_DEFAULT = 2
+_NOISE_SEED_DEFAULT = 1
+
+
+class _Noise:
+    """Sensor noise from a xorshift32 generator of its own, restarted whenever the seed changes.
+
+    Not `random`: the firmware draws from it too (the link's back-off jitter), which would
+    make the noise depend on what the node did.
+    """
+
+    def __init__(self):
+        self._seed = None
+        self._state = 1
+
+    def _uniform(self):
+        # Marsaglia's xorshift32 (shifts 13, 17, 5): returns a number in [0, 1).
+        x = self._state
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self._state = x
+        return x / 4294967296
+
+    def gauss(self, sigma, seed):
+        """Return noise with standard deviation `sigma` (a sum of three uniforms, close to normal)."""
+        if seed != self._seed:
+            self._seed = seed
+            self._state = (seed & 0xFFFFFFFF) or 1  # xorshift never leaves 0
+        if not sigma:
+            return 0
+        # Three uniforms on [0, 1) have a variance of 3/12, so the sum's deviation is 0.5.
+        return (self._uniform() + self._uniform() + self._uniform() - 1.5) * 2 * sigma
+
+
+_noise = _Noise()
+
+
+def _gauss(sigma, world):
+    return _noise.gauss(sigma, world.get("noise_seed", _NOISE_SEED_DEFAULT))
 
 
 class UltrasonicModel:
@@ -71,7 +111,7 @@ class UltrasonicModel:
         world = _sim.stimulus()
         if not world.get("echo", True):
             return
-        distance = world.get("distance_mm", 3000) + _gauss(world.get("distance_noise_mm", 0))
+        distance = world.get("distance_mm", 3000) + _gauss(world.get("distance_noise_mm", 0), world)
         start = _real_time.ticks_add(_real_time.ticks_us(), _ECHO_START_US)
         width = int(max(distance, 20) * _US_PER_MM)
         self._edges[0] = start
@@ -160,9 +200,9 @@ class QMC5883L:
         self._next = _real_time.ticks_add(now, self._period_ms)
         world = _sim.stimulus()
         field = world.get("field", (0, 0, 0))
-        noise = world.get("field_noise", 0)
+        noise = world.get("field_noise", _FIELD_NOISE_DEFAULT)
         for axis in range(3):
-            value = int(field[axis] + _gauss(noise))
+            value = int(field[axis] + _gauss(noise, world))
             value = max(-32768, min(32767, value)) & 0xFFFF
             self.registers[2 * axis] = value & 0xFF
             self.registers[2 * axis + 1] = value >> 8
