@@ -3,7 +3,8 @@
 `FakeZeroTierOne` serves the local service API (/status, /network) and a self-hosted
 controller (/controller/network/...) on one port with one token in X-ZT1-Auth, as
 zerotier-one does. `FakeCentral` serves Central's network and member endpoints under
-/api/v1 with `Authorization: token ...`. Both listen on 127.0.0.1 on a free port.
+/api/v1 with `Authorization: token ...`. Both listen on 127.0.0.1 on a free port unless
+start() is given another address; `baysense zerotier fake` (fake_cli.py) runs one.
 
 Their behaviour follows ZeroTier's API documentation and ZeroTier One's controller source:
 - a missing or wrong token gives 401, a network in `forbidden_networks` 403, and an
@@ -77,8 +78,9 @@ class FakeHttpApi:
     def __exit__(self, *exc_info):
         self.stop()
 
-    def start(self):
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self))
+    def start(self, host="127.0.0.1", port=0):
+        """Listen on host:port (port 0: a free one) and serve in a background thread; return self."""
+        self._server = ThreadingHTTPServer((host, port), make_handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -102,7 +104,7 @@ class FakeHttpApi:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d%s" % (self.port, self.base_path)
+        return "http://%s:%d%s" % (self._server.server_address[0], self.port, self.base_path)
 
     def fail_next(self, status, times=1, retry_after=None, body=None):
         """Respond to the next `times` requests with `status` (and a Retry-After header if given)."""
