@@ -16,6 +16,7 @@ from baysense.cli import main
 from baysense.gateway.server import GatewayThread
 from baysense.gateway.settings import Settings
 from baysense.gateway.simnode import SimNode, provision
+from baysense.gateway.status import FAULT_REASONS
 from baysense.gateway.store import Store
 from baysense.registry import Registry
 
@@ -211,6 +212,23 @@ def test_key_rotation_takes_effect(gateway, registry, keys):
     assert wait_for(lambda: stats(db_path).get("rejected_bad_mac") == 1)
 
 
+def test_new_device_accepted_before_poll(tmp_path, registry, keys):
+    # The registry poll is an hour away, so only the reload on an unknown device can let the
+    # first frame of a board provisioned after the start through.
+    settings = Settings(stats_flush_s=0.05, registry_poll_s=3600)
+    with GatewayThread(tmp_path / "gateway.db", registry, settings=settings) as thread:
+        new_key = provision(registry, ["bay-new"])["bay-new"]
+        with SimNode("bay-new", new_key, thread.address) as node:
+            counter, frame = node.state_frame(protocol.STATE_OCCUPIED)
+            node.send(frame)
+            acked = node.wait_ack(counter, WAIT_S)
+        db_path = thread.gateway.db_path
+        assert wait_for(lambda: stats(db_path).get("accepted_state") == 1)
+
+    assert acked
+    assert stats(db_path).get("rejected_unknown_device") is None
+
+
 def test_revoked_device_rejected(gateway, registry, keys):
     db_path = gateway.gateway.db_path
     with Registry(registry) as reg:
@@ -277,6 +295,41 @@ def test_cli_prints_port_and_stops_on_sigterm(tmp_path, registry, keys):
     assert "Traceback" not in stderr
 
 
+def cli_gateway_lines(tmp_path, registry):
+    # The first two lines of a CLI gateway's output, after which it is stopped.
+    process, line = start_cli_gateway(tmp_path, registry)
+    try:
+        second = process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(WAIT_S)
+    return line, second
+
+
+def test_cli_names_registry_and_devices(tmp_path, registry, keys):
+    line, second = cli_gateway_lines(tmp_path, registry)
+    assert line.startswith("listening: udp://127.0.0.1:")
+    assert second == "registry: %s (2 devices)\n" % registry
+
+
+def test_cli_warns_of_empty_registry(tmp_path):
+    registry = tmp_path / "new-registry.db"
+    line, second = cli_gateway_lines(tmp_path, registry)
+    assert line.startswith("listening: ")
+    assert second.startswith("registry: %s (no devices yet: reports are rejected until" % registry)
+
+
+def test_cli_rejects_registry_in_missing_folder(tmp_path, capsys):
+    registry = tmp_path / "nosuch" / "registry.db"
+    status = main(["gateway", "--listen", "127.0.0.1:0", "--db", str(tmp_path / "g.db"), "--registry", str(registry)])
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "registry folder %s not found (registry %s)" % (registry.parent, registry) in error
+    assert "--registry or $BAYSENSE_REGISTRY" in error
+    assert not registry.parent.exists()
+    assert not (tmp_path / "g.db").exists()
+
+
 def test_cli_stops_on_sigint(tmp_path, registry, keys):
     process, line = start_cli_gateway(tmp_path, registry)
     process.send_signal(signal.SIGINT)
@@ -327,6 +380,22 @@ def test_status_table_shows_bay(gateway, keys, capsys):
     assert row[1] == "vacant"
     assert "faults" in row
     assert "fw-9" in row
+
+
+def test_status_table_names_fault_reason(gateway, keys, capsys):
+    with SimNode("bay-1", keys["bay-1"], gateway.address) as node:
+        counter, frame = node.state_frame(protocol.STATE_FAULT, reason=3)
+        node.deliver(counter, frame)
+
+    assert main(["status", "--db", str(gateway.gateway.db_path)]) == 0
+    row = capsys.readouterr().out.splitlines()[1]
+    assert row.split()[:3] == ["bay-1", "fault", "(stuck)"]
+
+
+def test_status_fault_names_match_firmware():
+    from baysense.replay.firmware import load_firmware_detector
+
+    assert FAULT_REASONS == load_firmware_detector().FAULT_NAMES
 
 
 def test_status_missing_db_names_fix(tmp_path, capsys):

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from ..registry import default_path
+from ..registry import ENV_REGISTRY, default_path
 from .server import Gateway, format_address
 from .status import format_status, read_status
 
@@ -112,6 +112,15 @@ async def run_gateway(db_path, registry_path, host, port, settings=None):
 
     # Scripts that start the gateway on port 0 read this line for the real port.
     sys.stdout.write("listening: udp://%s\n" % format_address(*address))
+    # A registry other than the one `baysense provision` wrote starts a gateway that rejects
+    # every report, so print the one it read.
+    path, devices = gateway.registry_devices
+    if devices:
+        sys.stdout.write("registry: %s (%d devices)\n" % (path, devices))
+    else:
+        sys.stdout.write(
+            "registry: %s (no devices yet: reports are rejected until `baysense provision` adds one to it)\n" % path
+        )
     sys.stdout.flush()
     try:
         await stopping.wait()
@@ -145,7 +154,15 @@ def gateway_command(listen, db_path, registry_path):
         host, port = resolve_listen(listen)
     else:
         host, port = parse_listen(listen)
-    registry_path = registry_path or default_path()
+    # The gateway creates a missing registry, as provision does, but not in a missing folder
+    # that the user named: that is more likely a typo than a new site.
+    named = registry_path is not None or bool(os.environ.get(ENV_REGISTRY))
+    registry_path = Path(registry_path or default_path())
+    if named and not registry_path.parent.is_dir():
+        raise ConfigError(
+            "registry folder %s not found (registry %s)" % (registry_path.parent, registry_path),
+            "pass the registry that `baysense provision` writes: --registry or $%s" % ENV_REGISTRY,
+        )
     check_databases(db_path, registry_path)
     asyncio.run(run_gateway(db_path, registry_path, host, port))
 

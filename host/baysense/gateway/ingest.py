@@ -40,6 +40,10 @@ _ACCEPTED_TALLY = {frame_type: "accepted_" + name for frame_type, name in _FRAME
 _RESENT_TALLY = {frame_type: "resent_" + name for frame_type, name in _FRAME_NAMES.items()}
 _RESIGNED_TALLY = {frame_type: "resigned_" + name for frame_type, name in _FRAME_NAMES.items()}
 
+# How often a frame from an unknown device may make the registry reload before the next
+# poll: a reload is one SQLite query, and unknown frames may come in a flood.
+KEY_REFRESH_INTERVAL_S = 0.05
+
 # Counter and body length, which follow the device id.
 _COUNTER_AND_BODY_LEN = struct.Struct("!IH")
 
@@ -95,6 +99,7 @@ class Ingest:
         self.log_limiter = LogLimiter(log, settings.log_burst, settings.log_window_s)
         self._keys_loaded = None  # the keyring.keys dict that _keys was built from
         self._keys = {}  # device id as UTF-8 bytes -> DeviceKey
+        self._keys_refreshed = float("-inf")  # when a rejected frame last made the keys reload
 
     def load(self, counters):
         """Replace the replay state with `counters` ({device_id: (key_id, counter, tag, type, body)})."""
@@ -123,7 +128,12 @@ class Ingest:
 
         header = self._read_header(datagram, size)
         if header is None:
-            return self._reject_malformed(datagram, source)
+            # A board provisioned a moment ago may report before the next registry poll, so
+            # read the registry again before rejecting an unknown device.
+            if self._refresh_keys(now):
+                header = self._read_header(datagram, size)
+            if header is None:
+                return self._reject_malformed(datagram, source)
         key, frame_type, counter, body_start = header
 
         signed_size = size - protocol.TAG_SIZE
@@ -165,6 +175,14 @@ class Ingest:
         if body_start + body_len + protocol.TAG_SIZE != size:
             return None
         return key, frame_type, counter, body_start
+
+    def _refresh_keys(self, now):
+        # Return True when the registry changed. At most every KEY_REFRESH_INTERVAL_S, so that
+        # a flood of malformed or unknown frames cannot become a flood of registry reads.
+        if now - self._keys_refreshed < KEY_REFRESH_INTERVAL_S:
+            return False
+        self._keys_refreshed = now
+        return self.keyring.refresh()
 
     def _load_keys(self):
         # Keep the DeviceKey of an unchanged key, because building one hashes the key's pads.

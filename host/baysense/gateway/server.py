@@ -101,6 +101,11 @@ class Gateway:
         )
         return self.address
 
+    @property
+    def registry_devices(self):
+        """Return (registry path, number of devices with a key) as last read."""
+        return self._keyring.registry.path, len(self._keyring.keys)
+
     async def stop(self):
         """Stop receiving, store and ack what was accepted, and close everything."""
         if self._sock is None:

@@ -9,6 +9,10 @@ from .store import Store
 # at a one-minute interval.
 HEARTBEAT_STALE_S = 180
 
+# Names of the fault reasons a state frame carries, by number (docs/protocol.md). The node's
+# detector has the same tuple; the tests check that the two agree.
+FAULT_REASONS = ("none", "no echo", "out of range", "stuck", "bus error", "no data", "overflow", "edges dropped")
+
 HEALTH_FIELDS = ("uptime_s", "reset_cause", "free_heap", "rssi_dbm", "outbox_depth", "fault_flags", "firmware")
 
 
@@ -46,6 +50,18 @@ def _printable(text):
     return "".join(char if char.isprintable() else "?" for char in text)
 
 
+def _state(bay):
+    # A fault without its reason leaves the reader to guess between a wiring fault and a
+    # stuck sensor.
+    state = bay["state"] or "-"
+    if state != "fault":
+        return state
+    reason = bay["reason"]
+    if reason is not None and 0 < reason < len(FAULT_REASONS):
+        return "fault (%s)" % FAULT_REASONS[reason]
+    return "fault (reason %s)" % reason
+
+
 def _age(seconds):
     if seconds is None:
         return "-"
@@ -67,7 +83,7 @@ def format_status(status):
         rows.append(
             (
                 bay["device_id"],
-                bay["state"] or "-",
+                _state(bay),
                 _age(since),
                 str(bay["counter"]),
                 _age(heartbeat),
