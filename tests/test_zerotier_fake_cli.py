@@ -108,7 +108,7 @@ def test_listen_rejects_malformed_address(text):
 
 
 def test_central_fake_has_no_joined_networks():
-    with pytest.raises(ConfigError, match="--join needs the local service"):
+    with pytest.raises(ConfigError, match="--join is for the local service, which --api central does not serve"):
         serve_fake(TOKEN, api="central", networks=[NETWORK], joined=[NETWORK])
 
     central = serve_fake(TOKEN, api="central", networks=[NETWORK])

@@ -47,7 +47,7 @@ def parse_listen(text, allow_remote=False):
     if not address.is_loopback and not allow_remote:
         raise ConfigError(
             "--listen %s is not a loopback address" % text,
-            "the fake is for tests on this host: use 127.0.0.1, or pass --allow-remote to serve other hosts",
+            "use 127.0.0.1, because the fake is meant for tests on this host, or pass --allow-remote to serve other hosts",
         )
     return host, port
 
@@ -62,7 +62,7 @@ def serve_fake(token, host="127.0.0.1", port=0, api="controller", networks=(), j
     """
     if api == "central":
         if joined:
-            raise ConfigError("--join needs the local service", "drop --join, or use --api controller")
+            raise ConfigError("--join is for the local service, which --api central does not serve", "drop --join, or use --api controller")
         fake = FakeCentral(token)
         for network_id in networks:
             fake.add_network(network_id)
