@@ -163,18 +163,45 @@ def test_changed_file_only_is_sent(blank, firmware):
 def test_removed_module_is_removed_user_files_kept(blank, firmware):
     (blank.fs_dir / "config.json").write_text('{"device_id": "mine"}')
     (blank.fs_dir / "notes.txt").write_text("kept")
+    # A module that no other imports, so the folder stays complete without it.
+    (firmware / "spare.py").write_text("SPARE = 1\n")
     with Device(blank.port) as device:
         deploy.deploy(device, deploy.build(firmware))
-        (firmware / "ranger.py").unlink()
+        (firmware / "spare.py").unlink()
         files = deploy.build(firmware)
         changed = deploy.deploy(device, files)
 
-    assert changed == [("remove", "/ranger.mpy")]
+    assert changed == [("remove", "/spare.mpy")]
     on_board = board_files(blank)
-    assert "/ranger.mpy" not in on_board
+    assert "/spare.mpy" not in on_board
     assert on_board["/config.json"] == b'{"device_id": "mine"}'
     assert on_board["/notes.txt"] == b"kept"
     assert json.loads(on_board[deploy.MANIFEST]) == sorted(files)
+
+
+def test_incomplete_folder_writes_nothing(blank, firmware, capsys):
+    with Device(blank.port) as device:
+        deploy.deploy(device, deploy.build(firmware))
+    before = board_files(blank)
+    (firmware / "field_decision.py").unlink()
+    (firmware / "detector_settings.py").write_text((firmware / "detector_settings.py").read_text() + "# changed\n")
+
+    status = main(["deploy", "--port", blank.port, "--firmware-dir", str(firmware)])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "field_decision.py not found in %s (detector.py imports it)" % firmware in error
+    assert "copy firmware/field_decision.py into that folder" in error
+    assert board_files(blank) == before
+
+
+def test_firmware_dir_option_deploys_copy(blank, firmware, capsys):
+    (firmware / "spare.py").write_text("SPARE = 1\n")
+
+    status = main(["deploy", "--port", blank.port, "--firmware-dir", str(firmware), "--no-reset"])
+
+    assert status == 0, capsys.readouterr().err
+    assert "/spare.mpy" in board_files(blank)
 
 
 def test_file_changed_on_board_is_updated(blank):

@@ -98,16 +98,20 @@ def test_host_module_of_same_name_ignored(monkeypatch):
 @pytest.mark.parametrize("missing", ["filters", "field_decision"])
 def test_copy_missing_module_rejected(tmp_path, missing):
     copy = copy_detector(tmp_path / "fw", skip=[missing])
-    expected = "%s.py not found in %s" % (missing, copy)
+    expected = "%s.py not found in %s (" % (missing, copy)
+    fix = "copy firmware/%s.py into that folder" % missing
 
     with pytest.raises(ConfigError, match="not found") as raised:
         detector_modules(copy)
-    assert raised.value.args[0] == expected
+    assert raised.value.message.startswith(expected)
+    assert fix in raised.value.hint
 
-    # field_decision.py is imported only when a magnetometer Detector is built.
+    # Rejected at load, before any Detector is built: field_decision.py is imported only by a
+    # magnetometer Detector, but the MicroPython engine and a deploy need it all the same.
     with pytest.raises(ConfigError, match="not found") as raised:
-        load_firmware_detector(copy).Detector({"kind": "magnetometer"})
-    assert raised.value.args[0] == expected
+        load_firmware_detector(copy)
+    assert raised.value.message.startswith(expected)
+    assert fix in raised.value.hint
 
 
 def test_copy_invalid_module_rejected(tmp_path):
@@ -119,9 +123,8 @@ def test_copy_invalid_module_rejected(tmp_path):
         detector_modules(copy)
     assert raised.value.args[0].startswith(expected)
 
-    # filters.py is imported with the decision, when a Detector is built.
     with pytest.raises(ConfigError, match="invalid Python") as raised:
-        load_firmware_detector(copy).Detector({"kind": "magnetometer"})
+        load_firmware_detector(copy)
     assert raised.value.args[0].startswith(expected)
 
 
@@ -156,3 +159,18 @@ def test_replay_copy_missing_module(tmp_path, capsys):
 
     assert main(["replay", str(trace), "--firmware", str(copy)]) == 1
     assert "filters.py not found in %s" % copy in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("engine", ["micropython", "cpython"])
+def test_engines_reject_same_copy(tmp_path, capsys, engine):
+    # An ultrasonic replay never builds the magnetometer's decision, yet both engines reject a
+    # copy without it, as a deploy of that copy is rejected.
+    copy = copy_detector(tmp_path / "fw", skip=["field_decision"])
+    trace = tmp_path / "a.txt"
+    trace.write_text("0,0,356,0\n")
+    arguments = ["replay", str(trace), "--board", "esp32-devkitc-hcsr04", "--engine", engine, "--firmware", str(copy)]
+
+    assert main(arguments) == 1
+    error = capsys.readouterr().err
+    assert "field_decision.py not found in %s (detector.py imports it)" % copy in error
+    assert "copy firmware/field_decision.py into that folder" in error

