@@ -18,6 +18,8 @@ from baysense.cli import main
 from baysense.fleet import manifest as manifest_module
 from baysense.fleet.progress import INTERRUPTED, OK, SITE, Progress
 from baysense.fleet.runner import Options, Run, esp32_ports, exit_status
+from baysense.errors import DeviceError
+from baysense.fleet.steps import NODE_START_TIMEOUT_S, wait_for_output
 from baysense.gateway.server import GatewayThread
 from baysense.paths import FIRMWARE_DIR
 from baysense.registry import Registry
@@ -464,3 +466,79 @@ def test_selftest_waits_for_first_magnetometer_sample(firmware, tmp_path, gatewa
         assert "gateway ack" in bays["b1"]["detail"]
     finally:
         virtual.stop()
+
+
+def board_files(virtual):
+    return {path.relative_to(virtual.fs_dir).as_posix(): path.read_bytes() for path in virtual.fs_dir.rglob("*") if path.is_file()}
+
+
+def test_incomplete_firmware_dir_touches_no_board(firmware, tmp_path, virtual_boards, gateway, registry_path, capsys):
+    incomplete = tmp_path / "fw-incomplete"
+    shutil.copytree(firmware, incomplete)
+    (incomplete / "field_decision.py").unlink()
+    before = board_files(virtual_boards[0])
+    path = write_manifest(tmp_path, gateway, [virtual_boards[0].port])
+
+    status = main(["fleet", "provision", str(path), "--registry", str(registry_path), "--firmware-dir", str(incomplete)])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "field_decision.py not found in %s (detector.py imports it)" % incomplete in error
+    assert "copy firmware/field_decision.py into that folder" in error
+    assert board_files(virtual_boards[0]) == before
+    with Registry(registry_path) as registry:
+        assert Progress(registry, "lot-7").rows() == []
+
+
+def test_node_stopping_at_start_fails_at_once(firmware, tmp_path, virtual_boards, gateway, registry_path, capsys):
+    # A main.py that stops with ImportError: the restart step must end on the traceback, not
+    # wait out its timeout twice.
+    stopping = tmp_path / "fw-stopping"
+    shutil.copytree(firmware, stopping)
+    main_py = stopping / "main.py"
+    main_py.write_text("raise ImportError(\"no module named 'spare'\")\n" + main_py.read_text())
+    path = write_manifest(tmp_path, gateway, [virtual_boards[0].port])
+
+    status, bays, _ = provision_json(capsys, path, registry_path, stopping)
+
+    assert status == 1
+    outcome = bays["b1"]
+    assert (outcome["result"], outcome["step"]) == ("failed", "restart")
+    expected = "the node on %s stopped at start (ImportError: no module named 'spare')" % virtual_boards[0].port
+    assert expected in outcome["detail"]
+    assert "b'" not in outcome["detail"]
+    log_text = (tmp_path / "site-logs" / "b1.log").read_text()
+    assert "restart attempt" not in log_text
+    with Registry(registry_path) as registry:
+        restart = Progress(registry, "lot-7").steps("b1")["restart"]
+    assert restart["result"] == "failed"
+    # Well under one NODE_START_TIMEOUT_S: the traceback prints within a second of the reset.
+    assert outcome["seconds"] < NODE_START_TIMEOUT_S
+
+
+class SilentAfterOutput:
+    """A device whose board printed `printed` once and then nothing: only what wait_for_output reads."""
+
+    port = "/dev/pts/fake"
+    in_waiting = 0
+
+    def __init__(self, printed):
+        self.log = bytearray(printed)
+        self.serial = self
+
+    def read(self, count):
+        time.sleep(0.01)
+        return b""
+
+
+def test_start_timeout_quotes_text_lines():
+    device = SilentAfterOutput(b"MPY: soft reboot\r\nlink: joining Wi-Fi 'lot-net'\r\nlink: still joining\r\n")
+
+    with pytest.raises(DeviceError) as raised:
+        wait_for_output(device, b"node b1 firmware", 0, 0.2, "the node's start line after the restart")
+
+    error = raised.value
+    assert error.message == "timed out after 0.2 s waiting for the node's start line after the restart on /dev/pts/fake"
+    assert error.hint == ("check the board's log; its last output was: MPY: soft reboot | link: joining Wi-Fi 'lot-net'"
+                          " | link: still joining")
+    assert "\\r" not in str(error)

@@ -131,8 +131,9 @@ class Run:
 
     def execute(self):
         """Provision every bay; return the list of Outcomes (the site's first when it has one)."""
-        self.log_dir.mkdir(mode=LOG_DIR_MODE, parents=True, exist_ok=True)
+        # Builds checks the firmware folder first, so an incomplete one fails before any step.
         self.builds = Builds(Path(self.options.firmware_dir)) if self.options.firmware_dir else Builds()
+        self.log_dir.mkdir(mode=LOG_DIR_MODE, parents=True, exist_ok=True)
         if "flash" in self.steps:
             self.image_digest = hashlib.sha256(self.manifest.image.read_bytes()).hexdigest()[:16]
         for bay in self.manifest.bays:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from .. import deploy as deploy_module
 from ..device import PROMPT_TIMEOUT_S, Device
 from ..errors import BaysenseError, DeviceError, DeviceException
+from ..firmware_imports import check_node_folder
+from ..hil.strategy import NODE_FAILED
+from ..hil.strategy import _failure_line as failure_line
 from ..paths import FIRMWARE_DIR
 from ..provision import provision
 from ..registry import Registry
@@ -25,12 +28,20 @@ log = logging.getLogger(__name__)
 
 STEPS = ("flash", "deploy", "provision", "selftest", "restart")
 # How long (s) the node may take from the soft reset to its start line: imports and the
-# counter's flash write take well under a second on an ESP32; config errors print at once.
+# counter's flash write take well under a second on an ESP32. A node that stops (a traceback
+# or a `node:` error line) ends the wait at once.
 NODE_START_TIMEOUT_S = 10
 # Soft resets tried before the restart step fails. On a loaded host a virtual board can miss
 # the Ctrl-C that precedes the reset while its interpreter restarts, so one retry is allowed.
+# A node that stopped with an error is not retried: it would stop the same way.
 RESTART_ATTEMPTS = 2
 FRIENDLY_PROMPT = b">>> "
+# Lines of the board's output quoted in a timeout message.
+QUOTED_OUTPUT_LINES = 3
+
+
+class NodeStoppedError(DeviceError):
+    """The node printed a traceback or an error line instead of its start line."""
 
 
 class Interrupted(Exception):
@@ -57,6 +68,9 @@ class Builds:
     """
 
     def __init__(self, firmware_dir=FIRMWARE_DIR):
+        # Before any board is touched: a folder that lacks an imported module would deploy,
+        # provision and self-test, then stop the node at its restart.
+        check_node_folder(firmware_dir)
         self.firmware_dir = firmware_dir
         self._lock = threading.Lock()
         self._builds = {}
@@ -250,6 +264,8 @@ class BayWorker:
         for attempt in range(1, RESTART_ATTEMPTS + 1):
             try:
                 seconds = restart_node(device, self.bay.device_id)
+            except NodeStoppedError:
+                raise
             except DeviceError as error:
                 if attempt == RESTART_ATTEMPTS:
                     raise
@@ -277,15 +293,29 @@ def restart_node(device, device_id):
 def wait_for_output(device, marker, mark, timeout_s, what):
     """Wait until `marker` appears in what the board printed after position `mark` of its log.
 
-    Device keeps everything the board printed in `log`; this only adds to it, so a later exec
-    may need an interrupt() first (soft_reset() does one).
+    Raise NodeStoppedError as soon as the board prints a traceback or a `node:` error line,
+    and DeviceError after `timeout_s`. Device keeps everything the board printed in `log`,
+    and this only adds to it, so a later exec may need an interrupt() first (soft_reset() does one).
     """
     deadline = time.monotonic() + timeout_s
     while marker not in device.log[mark:]:
+        text = printed_text(device, mark)
+        failed = NODE_FAILED.search(text)
+        if failed:
+            raise NodeStoppedError(
+                "the node on %s stopped at start (%s)" % (device.port, failure_line(text, failed)),
+                "fix the firmware or the board's config.json, as the board's output in the bay's log shows, and run again",
+            )
         if time.monotonic() > deadline:
-            tail = bytes(device.log[mark:])[-200:]
+            lines = text.strip().splitlines()[-QUOTED_OUTPUT_LINES:]
+            printed = " | ".join(line.strip() for line in lines) if lines else "nothing"
             raise DeviceError(
-                "timed out after %.0f s waiting for %s on %s" % (timeout_s, what, device.port),
-                "check the board's log; it printed %r" % tail,
+                "timed out after %g s waiting for %s on %s" % (timeout_s, what, device.port),
+                "check the board's log; its last output was: %s" % printed,
             )
         device.log += device.serial.read(device.serial.in_waiting or 1)
+
+
+def printed_text(device, mark):
+    """Return what the board printed after position `mark` of its log, as text with \\n line ends."""
+    return bytes(device.log[mark:]).decode(errors="replace").replace("\r\n", "\n")
