@@ -113,21 +113,27 @@ SETTING_RANGES = (
 )
 
 
-def read_setting(settings, defaults, name):
+def read_setting(settings, defaults, name, low=None, high=None):
     # Read one setting and check it, once at start-up: a float or a string would allocate on
     # every sample, and a value out of range would wrap the tick arithmetic or overflow.
+    # `low` and `high`, where given, replace the range of the setting's unit, for a setting
+    # that sizes a preallocated buffer or divides: every message then gives the same range.
     if name in settings:
         value = settings[name]
     elif name in defaults:
         value = defaults[name]
     else:
         raise ValueError("detector setting %s is missing: add it to the board's detector section" % name)
-    for suffix, low, high in SETTING_RANGES:
+    for suffix, unit_low, unit_high in SETTING_RANGES:
         if name.endswith(suffix):
             break
     else:  # a name without a unit suffix: a count
-        low = 0
-        high = MAX_SETTING_DELTA
+        unit_low = 0
+        unit_high = MAX_SETTING_DELTA
+    if low is None:
+        low = unit_low
+    if high is None:
+        high = unit_high
     # type() and not isinstance(): True and False are ints to isinstance on CPython.
     if type(value) is not int:
         raise ValueError("%s %r is not an integer: set it to a whole number in %d..%d" % (name, value, low, high))

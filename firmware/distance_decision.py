@@ -80,9 +80,8 @@ class DistanceDecision(ThresholdDecision):
         for name in DISTANCE_SETTINGS:
             setattr(self, name, read_setting(settings, defaults, name))
         self._drift_shift = shift_for(read_setting(settings, defaults, "drift_samples"))
-        activity = read_setting(settings, defaults, "activity_samples")
-        if not 2 <= activity <= MAX_ACTIVITY_SAMPLES:
-            raise ValueError("activity_samples %d is out of range: set it to 2..%d" % (activity, MAX_ACTIVITY_SAMPLES))
+        # Narrower than its unit allows, because the buffer is preallocated.
+        activity = read_setting(settings, defaults, "activity_samples", 2, MAX_ACTIVITY_SAMPLES)
         self._spread = Spread(activity)
         for name in DISTANCE_STATE:
             setattr(self, name, 0)

@@ -123,28 +123,19 @@ class FieldDecision:
                 "vacant_below_delta (%d) must not exceed occupied_above_delta (%d)" % (self.band_min, self.band_max)
             )
         self.level_iqr_percent = get(settings, defaults, "level_band_iqr_percent")
-        self.level_noise_percent = get(settings, defaults, "level_band_noise_percent")
+        # At least 1: the noise estimates are the bands divided by the two noise percents.
+        self.level_noise_percent = get(settings, defaults, "level_band_noise_percent", 1, MAX_SETTING_PERCENT)
         self.activity_calibration_percent = get(settings, defaults, "activity_band_calibration_percent")
-        self.activity_noise_percent = get(settings, defaults, "activity_band_noise_percent")
+        self.activity_noise_percent = get(settings, defaults, "activity_band_noise_percent", 1, MAX_SETTING_PERCENT)
         self.valid_min = get(settings, defaults, "valid_min_counts")
         self.valid_max = get(settings, defaults, "valid_max_counts")
         self._noise_shift = shift_for(get(settings, defaults, "noise_samples"))
         self._drift_shift = shift_for(get(settings, defaults, "drift_samples"))
 
-        first = get(settings, defaults, "smooth_samples")
-        second = get(settings, defaults, "second_smooth_samples")
-        activity = get(settings, defaults, "activity_samples")
-        # Narrower than their units allow: the buffers are preallocated, and the noise
-        # estimates are the bands divided by the two noise percents.
-        for name, size, low, high in (
-            ("smooth_samples", first, 1, MAX_SMOOTH_SAMPLES),
-            ("second_smooth_samples", second, 1, MAX_SMOOTH_SAMPLES),
-            ("activity_samples", activity, 2, MAX_ACTIVITY_SAMPLES),
-            ("level_band_noise_percent", self.level_noise_percent, 1, MAX_SETTING_PERCENT),
-            ("activity_band_noise_percent", self.activity_noise_percent, 1, MAX_SETTING_PERCENT),
-        ):
-            if not low <= size <= high:
-                raise ValueError("%s %d is out of range: set it to %d..%d" % (name, size, low, high))
+        # Narrower than their unit allows, because the buffers are preallocated.
+        first = get(settings, defaults, "smooth_samples", 1, MAX_SMOOTH_SAMPLES)
+        second = get(settings, defaults, "second_smooth_samples", 1, MAX_SMOOTH_SAMPLES)
+        activity = get(settings, defaults, "activity_samples", 2, MAX_ACTIVITY_SAMPLES)
         self._first_average = MovingSum(first)
         self._second_average = MovingSum(second)
         self._smooth_divisor = first * second

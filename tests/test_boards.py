@@ -73,7 +73,14 @@ BROKEN_VARIANTS = {
     "missing echo pin": (lambda b: b["sensor"]["pins"].pop("echo"), "sensor.pins must name echo, trigger"),
     "pin out of range": (lambda b: b["sensor"]["pins"].update(echo=49), "sensor.pins.echo = 49 is not a GPIO number"),
     "pin as text": (lambda b: b["sensor"]["pins"].update(trigger="D5"), "sensor.pins.trigger = 'D5'"),
-    "negative delay": (lambda b: b["detector"].update(on_delay_ms=-1), "detector.on_delay_ms = -1 must be a non-negative"),
+    "negative delay": (
+        lambda b: b["detector"].update(on_delay_ms=-1),
+        r"detector.on_delay_ms \(on_delay_ms -1 is out of range\): set it to 0\.\.86400000",
+    ),
+    "negative sensor period": (
+        lambda b: b["sensor"].update(sample_period_ms=-1),
+        "sensor.sample_period_ms = -1 must be a non-negative integer: write it as a whole number of milliseconds",
+    ),
     "fractional range": (lambda b: b["sensor"].update(range_max_mm=4000.5), "sensor.range_max_mm = 4000.5"),
 }
 
@@ -122,7 +129,7 @@ def test_detector_the_firmware_rejects(variant, tmp_path):
     assert "detector.%s" % key in message
     for word in words:
         assert word in message
-    assert "fix detector.%s in %s" % (key, path) in message
+    assert message.endswith(" in %s" % path)
 
 
 def test_detector_key_error_names_key(tmp_path):
@@ -147,8 +154,21 @@ def test_detector_setting_must_be_integer(value, tmp_path):
     with pytest.raises(ConfigError) as raised:
         boards.load(str(path))
     message = str(raised.value)
-    assert "%s: detector.gap_ms = %r must be an integer" % (path, value) in message
-    assert "whole number" in message
+    assert "%s: the node's firmware would reject detector.gap_ms (gap_ms %r is not an integer)" % (path, value) in message
+    assert "set it to a whole number in 0..86400000" in message
+
+
+def test_detector_key_of_other_kind_rejected(tmp_path):
+    board = json.loads((BOARDS_DIR / "esp32c3-qmc5883l.json").read_text())
+    board["detector"]["occupied_below_mm"] = 1000
+    path = tmp_path / "magnetometer.json"
+    path.write_text(json.dumps(board))
+
+    with pytest.raises(ConfigError) as raised:
+        boards.load(str(path))
+
+    assert raised.value.message == "%s: detector.occupied_below_mm is not a setting of the magnetometer detector" % path
+    assert raised.value.hint == "remove it, because only the ultrasonic detector reads it"
 
 
 def test_detector_negative_counts_accepted():

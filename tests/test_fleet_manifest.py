@@ -271,4 +271,4 @@ def test_board_the_firmware_rejects(tmp_path):
     assert (8, "board") in problems
     assert "detector.activity_samples" in str(error)
     assert "1000 is out of range" in str(error)
-    assert "fix detector.activity_samples in %s" % (tmp_path / "bad-detector.json") in str(error)
+    assert "set it to 2..64 in %s" % (tmp_path / "bad-detector.json") in str(error)

@@ -505,6 +505,21 @@ def test_cli_board_the_firmware_rejects_writes_nothing(blank, registry_file, tmp
     error = capsys.readouterr().err
     assert "%s: the node's firmware would reject detector.activity_samples" % board_file in error
     assert "activity_samples 1000 is out of range" in error
-    assert "fix detector.activity_samples in %s" % board_file in error
+    assert "set it to 2..64 in %s" % board_file in error
+    assert not (blank.fs_dir / "config.json").exists()
+    assert not registry_file.exists()
+
+
+def test_cli_board_negative_delay_gives_range(blank, registry_file, tmp_path, capsys):
+    board = boards.load("virtual")
+    board["detector"]["on_delay_ms"] = -1
+    board_file = tmp_path / "negative.json"
+    board_file.write_text(json.dumps(board))
+
+    assert run_provision(blank, registry_file, "--board", str(board_file)) == 1
+
+    error = capsys.readouterr().err
+    assert "%s: the node's firmware would reject detector.on_delay_ms (on_delay_ms -1 is out of range)" % board_file in error
+    assert "set it to 0..86400000 in %s" % board_file in error
     assert not (blank.fs_dir / "config.json").exists()
     assert not registry_file.exists()

@@ -340,3 +340,38 @@ def test_settings_file_not_text_rejected(tmp_path):
     with pytest.raises(ConfigError) as raised:
         load_settings(settings_file=path, kind="ultrasonic")
     assert str(raised.value) == "settings %s is not UTF-8 or UTF-16 text (byte 0xe9 at offset 17): save it as UTF-8" % path
+
+
+# ---- settings messages agree ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, 33])
+@pytest.mark.parametrize("engine", ["micropython", "cpython"])
+def test_smooth_samples_same_range_both_sides(tmp_path, capsys, engine, value):
+    path = write(tmp_path, "a.txt", "0,0,300,0\n")
+    arguments = ["replay", str(path), "--board", "esp32c3-qmc5883l", "--engine", engine, "--set", "smooth_samples=%d" % value]
+
+    assert main(arguments) == 1
+    error = capsys.readouterr().err
+    assert "smooth_samples %d is out of range: set it to 1..32" % value in error
+
+
+@pytest.mark.parametrize(
+    "name, fix",
+    [
+        ("occupied_below_mm", "remove it, because only the ultrasonic detector reads it"),
+        ("on_dealy_ms", "did you mean on_delay_ms?"),
+    ],
+)
+def test_set_other_kind_key_warned(caplog, name, fix):
+    settings = load_settings(board="esp32c3-qmc5883l", overrides=["%s=1000" % name])
+
+    assert settings[name] == 1000
+    expected = "detector setting %r is not used by the magnetometer detector: %s" % (name, fix)
+    assert expected in caplog.text
+
+
+def test_set_own_kind_key_not_warned(caplog):
+    load_settings(board="esp32-devkitc-hcsr04", overrides=["occupied_below_mm=1000"])
+
+    assert "is not used" not in caplog.text

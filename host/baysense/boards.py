@@ -26,6 +26,8 @@ SENSOR_KINDS = {
 }
 # A detector setting's name, as the firmware's error messages spell it: on_delay_ms.
 SETTING_NAME = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b")
+# The unit a sensor setting's name ends in, for messages.
+UNIT_NAMES = {"ms": "milliseconds", "us": "microseconds", "mm": "millimetres", "hz": "hertz"}
 USB_BRIDGES = {"cp210x", "ch340", "ch9102", "ftdi", "espressif-native", "virtual"}
 
 # field -> (type, required)
@@ -88,25 +90,42 @@ def validate(board, source="board definition"):
     for name, number in pins.items():
         if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 48:
             raise ConfigError("%s: sensor.pins.%s = %r is not a GPIO number" % (source, name, number), "use 0 to 48")
-    for name, value in board["detector"].items():
-        # Every detector setting is an integer, and the node's int() would silently truncate
-        # 2.5 or accept "2000".
-        if not isinstance(value, int) or isinstance(value, bool):
+    # The detector section is checked by the firmware's own Detector (check_detector), which
+    # gives each setting's range; a second check here would disagree with it.
+    for name, value in board["sensor"].items():
+        if name.endswith(("_ms", "_us", "_mm", "_hz")) and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise ConfigError(
-                "%s: detector.%s = %r must be an integer" % (source, name, value), "write it as a whole number"
+                "%s: sensor.%s = %r must be a non-negative integer" % (source, name, value),
+                "write it as a whole number of %s, 0 or more" % UNIT_NAMES[name.rsplit("_", 1)[1]],
             )
-    for settings_name in ("sensor", "detector"):
-        for name, value in board[settings_name].items():
-            if name.endswith(("_ms", "_us", "_mm", "_hz")) and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ConfigError(
-                    "%s: %s.%s = %r must be a non-negative integer" % (source, settings_name, name, value),
-                    "the suffix gives its unit",
-                )
     return board
 
 
 # Settings a kind's detector needs that have no default, beside DEFAULTS[kind].
 REQUIRED_DETECTOR_KEYS = {"ultrasonic": {"occupied_below_mm", "vacant_above_mm"}}
+
+
+def detector_setting_names(firmware, kind):
+    """Return the setting names the `kind` detector of a loaded firmware reads, or None.
+
+    None means every name is taken: a firmware copy under trial may have no DEFAULTS table.
+    """
+    defaults = getattr(firmware, "DEFAULTS", None)
+    if not defaults:
+        return None
+    return set(defaults.get(kind, ())) | REQUIRED_DETECTOR_KEYS.get(kind, set())
+
+
+def unknown_setting_fix(firmware, name, kind):
+    """Return the fix for a detector setting `name` that the `kind` detector does not read."""
+    others = [other for other in sorted(firmware.DEFAULTS) if other != kind and name in detector_setting_names(firmware, other)]
+    if others:
+        readers = "the %s detector" % others[0] if len(others) == 1 else "the %s detectors" % " and ".join(others)
+        return "remove it, because only %s reads it" % readers
+    close = difflib.get_close_matches(name, sorted(detector_setting_names(firmware, kind)), n=1)
+    if close:
+        return "did you mean %s?" % close[0]
+    return "check its spelling; docs/detector.md lists the settings"
 
 
 def check_detector(board, source="board definition", firmware_dir=FIRMWARE_DIR):
@@ -120,14 +139,11 @@ def check_detector(board, source="board definition", firmware_dir=FIRMWARE_DIR):
     firmware = _firmware_detector(Path(firmware_dir))
 
     # The firmware ignores names it does not know, so a misspelt key would keep its default.
-    # A firmware copy under trial may have no DEFAULTS table: then every name is taken.
-    defaults = getattr(firmware, "DEFAULTS", None)
-    known = set(defaults.get(kind, ())) | REQUIRED_DETECTOR_KEYS.get(kind, set()) if defaults else set(board["detector"])
-    for name in sorted(set(board["detector"]) - known):
-        close = difflib.get_close_matches(name, sorted(known), n=1)
+    known = detector_setting_names(firmware, kind)
+    for name in sorted(set(board["detector"]) - known if known is not None else ()):
         raise ConfigError(
             "%s: detector.%s is not a setting of the %s detector" % (source, name, kind),
-            ("did you mean %s?" % close[0]) if close else "remove it; docs/detector.md lists the settings",
+            unknown_setting_fix(firmware, name, kind),
         )
 
     try:
@@ -141,8 +157,12 @@ def check_detector(board, source="board definition", firmware_dir=FIRMWARE_DIR):
     except (ValueError, TypeError) as error:
         key = _named_key(str(error))
         where = "detector.%s" % key if key else "the detector section"
+        # The firmware's messages end in their fix after ": ", as in "on_delay_ms -1 is out
+        # of range: set it to 0..86400000".
+        problem, _, fix = str(error).partition(": ")
         raise ConfigError(
-            "%s: the node's firmware would reject %s (%s)" % (source, where, error), "fix %s in %s" % (where, source)
+            "%s: the node's firmware would reject %s (%s)" % (source, where, problem),
+            "%s in %s" % (fix, source) if fix else "fix %s in %s" % (where, source),
         ) from None
     return board
 

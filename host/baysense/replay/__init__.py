@@ -68,12 +68,17 @@ def load_settings(board=None, settings_file=None, kind=None, overrides=(), firmw
 
 
 def _warn_unknown(settings, firmware):
-    # The firmware ignores names it does not know, so a misspelt setting would silently keep
-    # its default. The warning goes where a person reads the output.
+    # The firmware ignores names it does not know, so a misspelt setting, or one of another
+    # kind's detector, would silently keep its default. The warning goes where a person
+    # reads the output. The names are those a board file is checked against.
     kind = settings["kind"]
-    known = set(firmware.DEFAULTS[kind]) | {"kind", "occupied_below_mm", "vacant_above_mm"}
-    for name in sorted(set(settings) - known):
-        log.warning("detector setting %r is not used by the %s detector: check its spelling", name, kind)
+    known = boards.detector_setting_names(firmware, kind)
+    if known is None:
+        return
+    for name in sorted(set(settings) - known - {"kind"}):
+        log.warning(
+            "detector setting %r is not used by the %s detector: %s", name, kind, boards.unknown_setting_fix(firmware, name, kind)
+        )
 
 
 def replay(paths, settings, engine="micropython", negative=False, read_options=None, firmware_dir=engines.FIRMWARE_DIR):
