@@ -115,6 +115,23 @@ def test_authorize_on_controller_by_default(environment, zerotier_one, capsys):
     assert zerotier_one.controller_member(CONTROLLER_NETWORK, MEMBER)["name"] == "gw-7"
 
 
+def test_authorize_without_description(environment, zerotier_one, capsys, caplog):
+    status, out, err = run(capsys, "authorize", CONTROLLER_NETWORK, MEMBER, "--name", "gw-7")
+
+    assert status == 0, err
+    assert "authorized %s on %s" % (MEMBER, CONTROLLER_NETWORK) in out
+    assert "does not store" not in caplog.text
+    post = [request for request in zerotier_one.requests if request.method == "POST"][0]
+    assert "description" not in post.body
+
+
+def test_authorize_description_on_controller_warns(environment, capsys, caplog):
+    status, _, _ = run(capsys, "authorize", CONTROLLER_NETWORK, MEMBER, "--name", "gw-7", "--description", "lot 7")
+
+    assert status == 0
+    assert "does not store a member description" in caplog.text
+
+
 def test_authorize_on_central(environment, central, capsys):
     status, out, _ = run(capsys, "authorize", NETWORK, MEMBER, "--name", "gw-7", "--description", "lot 7", "--central")
     assert status == 0

@@ -82,6 +82,26 @@ def test_controller_description_not_stored_warns(controller, caplog):
     assert "does not store a member description" in caplog.text
 
 
+def test_controller_without_description_quiet(zerotier_one, controller, caplog):
+    member = authorize_member(controller, CONTROLLER_NETWORK, MEMBER, "gateway-7")
+
+    assert member.authorized is True
+    posted = zerotier_one.requests_to("/controller/network/%s/member/%s" % (CONTROLLER_NETWORK, MEMBER))[0]
+    assert "description" not in posted.body
+    assert "does not store" not in caplog.text
+
+
+def test_central_without_description_keeps_it(central, central_api):
+    authorize_member(central_api, CENTRAL_NETWORK, MEMBER, "gateway-7", "lot 7 gateway")
+
+    member = authorize_member(central_api, CENTRAL_NETWORK, MEMBER, "gateway-8")
+
+    assert member.name == "gateway-8"
+    assert member.description == "lot 7 gateway"
+    posted = central.requests_to("/api/v1/network/%s/member/%s" % (CENTRAL_NETWORK, MEMBER))
+    assert "description" not in [request for request in posted if request.method == "POST"][-1].body
+
+
 def test_controller_reads_back_after_post(zerotier_one, controller):
     authorize_member(controller, CONTROLLER_NETWORK, MEMBER, "gw", "")
     methods = [request.method for request in zerotier_one.requests]
@@ -140,7 +160,7 @@ def test_controller_authorized_not_applied_raises(zerotier_one, controller):
     assert caught.value.mismatches == ("authorized: sent true, read back false",)
 
 
-@pytest.mark.parametrize("name, description", [(7, "text"), ("gw", None), (True, "x")])
+@pytest.mark.parametrize("name, description", [(7, "text"), ("gw", 7), (True, "x"), (None, "x")])
 def test_authorize_rejects_non_text_values(central, central_api, name, description):
     with pytest.raises(ConfigError, match="must be text"):
         authorize_member(central_api, CENTRAL_NETWORK, MEMBER, name, description)

@@ -11,7 +11,7 @@ from ..errors import BaysenseError, ConfigError
 from ..provision import ENV_WIFI_PASSWORD, read_wifi_password
 from ..registry import Registry
 from . import export, manifest as manifest_module
-from .progress import FAILED, Progress
+from .progress import FAILED, SITE, Progress
 from .runner import DEFAULT_AUTO_WAIT_S, Options, Run, exit_status, summary_counts
 from .view import LineView, outcomes_json, print_summary, run_live
 
@@ -80,19 +80,32 @@ def provision_command(manifest_path, registry_path, flash, force, log_dir, auto_
         click.echo(outcomes_json(manifest, outcomes, status, run.log_dir))
     else:
         print_summary(outcomes, title, Console(stderr=False))
-        counts = summary_counts(outcomes)
-        click.echo(
-            "%s; logs in %s" % (", ".join("%d %s" % (count, result) for result, count in sorted(counts.items())), run.log_dir)
-        )
+        # Only bays are counted. The site's ZeroTier step is reported after them.
+        counts = summary_counts([outcome for outcome in outcomes if outcome.bay != SITE])
+        line = ", ".join("%d %s" % (count, result) for result, count in sorted(counts.items()))
+        if run.site_outcome is not None:
+            line += "; ZeroTier step %s" % run.site_outcome.result
+        click.echo("%s; logs in %s" % (line, run.log_dir))
     # baysense.cli.main() turns these into the exit status: BaysenseError 1, Abort 130.
     if status == 130:
         raise click.exceptions.Abort()
     if status:
-        failed = [outcome for outcome in outcomes if outcome.result == FAILED]
         raise FleetFailed(
-            "%d of %d bays failed (%s)" % (len(failed), len(outcomes), ", ".join(outcome.bay for outcome in failed)),
+            failure_summary(outcomes),
             "fix the reasons listed above and run the same command again: it resumes where each bay stopped",
         )
+
+
+def failure_summary(outcomes):
+    """Return what failed, counting bays apart from the site's ZeroTier step, which is no bay."""
+    bays = [outcome for outcome in outcomes if outcome.bay != SITE]
+    failed = [outcome.bay for outcome in bays if outcome.result == FAILED]
+    parts = []
+    if any(outcome.bay == SITE and outcome.result == FAILED for outcome in outcomes):
+        parts.append("the ZeroTier step (%s) failed" % SITE)
+    if failed or not parts:
+        parts.append("%d of %d bays failed%s" % (len(failed), len(bays), " (%s)" % ", ".join(failed) if failed else ""))
+    return " and ".join(parts)
 
 
 def wifi_password(manifest):

@@ -127,7 +127,7 @@ def join_command(ctx, network_id):
     if network.status != "OK":
         click.echo(
             "next: authorize node %s on the network's controller, e.g. "
-            "`baysense zerotier authorize %s %s --name NAME --description TEXT`" % (node, network.id, node)
+            "`baysense zerotier authorize %s %s --name NAME`" % (node, network.id, node)
         )
 
 
@@ -144,7 +144,11 @@ def leave_command(ctx, network_id):
 @click.argument("network_id")
 @click.argument("member_id")
 @click.option("--name", required=True, help="Member name shown by the controller.")
-@click.option("--description", required=True, help="Member description (Central stores it; ZeroTier One's controller does not).")
+@click.option(
+    "--description",
+    help="Member description. Central stores it, but ZeroTier One's controller does not, so a"
+    " description given there is logged as not saved. Without it, the description is left unchanged.",
+)
 @api_kind_options
 @click.pass_context
 def authorize_command(ctx, network_id, member_id, name, description, api_kind):

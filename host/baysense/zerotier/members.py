@@ -123,10 +123,15 @@ class ControllerMembers:
             raw=body,
         )
 
-    def update_member(self, network_id, member_id, authorized, name, description):
-        """Send authorized, name and description in one POST; the controller creates an unknown member."""
+    def update_member(self, network_id, member_id, authorized, name, description=None):
+        """Send authorized, name and description in one POST; the controller creates an unknown member.
+
+        A description of None is not sent.
+        """
         network_id, member_id = validate_network_id(network_id), validate_member_id(member_id)
-        body = {"authorized": authorized, "name": name, "description": description}
+        body = {"authorized": authorized, "name": name}
+        if description is not None:
+            body["description"] = description
         self._call("POST", network_id, member_id, body)
 
     def _call(self, method, network_id, member_id, body=None):
@@ -174,10 +179,12 @@ class CentralMembers:
             raw=body,
         )
 
-    def update_member(self, network_id, member_id, authorized, name, description):
-        """Send name, description and config.authorized in one POST."""
+    def update_member(self, network_id, member_id, authorized, name, description=None):
+        """Send name, description and config.authorized in one POST. A description of None is not sent."""
         network_id, member_id = validate_network_id(network_id), validate_member_id(member_id)
-        body = {"name": name, "description": description, "config": {"authorized": authorized}}
+        body = {"name": name, "config": {"authorized": authorized}}
+        if description is not None:
+            body["description"] = description
         self._call("POST", network_id, member_id, body)
 
     def _call(self, method, network_id, member_id, body=None):
@@ -188,19 +195,21 @@ class CentralMembers:
             raise explain_not_found(self.client, "/network/%s" % network_id, network_id, member_id, error) from error
 
 
-def authorize_member(api, network_id, member_id, name, description):
+def authorize_member(api, network_id, member_id, name, description=None):
     """Authorize a member, set its name and description, and return it as read back.
 
-    `api` is a ControllerMembers or CentralMembers. Raises ConfigError for ids or values
-    of the wrong form, and MemberNotUpdatedError when the read-back member is not
-    authorized or shows a different name or description. A field that the API's member
-    object lacks altogether is logged as a warning instead, because the API does not
-    store it (ZeroTier One's controller has no member description).
+    `api` is a ControllerMembers or CentralMembers. A description of None leaves the
+    member's description as it is. Raises ConfigError for ids or values of the wrong form,
+    and MemberNotUpdatedError when the read-back member is not authorized or shows a
+    different name or description. A field sent that the API's member object lacks
+    altogether is logged as a warning instead, because the API does not store it
+    (ZeroTier One's controller has no member description).
     """
     network_id = validate_network_id(network_id)
     member_id = validate_member_id(member_id)
     check_text("name", name)
-    check_text("description", description)
+    if description is not None:
+        check_text("description", description)
 
     api.update_member(network_id, member_id, True, name, description)
     member = api.get_member(network_id, member_id)
@@ -216,6 +225,8 @@ def verify_member(api, member, name, description):
     if member.authorized is not True:
         mismatches.append("authorized: sent true, read back %s" % describe_value(member.authorized))
     for field_name, sent, read in (("name", name, member.name), ("description", description, member.description)):
+        if sent is None:
+            continue  # not sent, so not checked
         if read is None and field_name not in member.raw:
             log.warning(
                 "%s does not store a member %s; %s of member %s on network %s not saved",
