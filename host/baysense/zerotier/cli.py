@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import click
 
+from .fake_cli import fake_command
 from .members import DEFAULT_CENTRAL_URL, ENV_CENTRAL_URL, CentralMembers, ControllerMembers, authorize_member
 from .service import DEFAULT_SERVICE_URL, ENV_SERVICE_URL, LocalService
 from .tokens import ENV_CENTRAL_TOKEN, ENV_CENTRAL_TOKEN_FILE, ENV_SERVICE_TOKEN_FILE
@@ -181,3 +182,6 @@ def format_table(header, rows):
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
     return "\n".join(lines)
+
+
+zerotier_group.add_command(fake_command)
