@@ -16,13 +16,7 @@ FAKE_NODE = "0123456789"
 TOKEN = "fake-token-for-tests"
 # Seconds to wait for the command's first line and for it to stop.
 START_TIMEOUT_S = 20
-# The command as `baysense zerotier fake` runs it: mounted on the zerotier group, run by main().
-# NOTE: the group in zerotier/cli.py does not mount it yet, so this adds it the same way.
-MOUNTED = (
-    "import sys; from baysense.zerotier.cli import zerotier_group; from baysense.zerotier.fake_cli import fake_command;"
-    " zerotier_group.add_command(fake_command); from baysense.cli import main; sys.exit(main(['zerotier', 'fake', *sys.argv[1:]]))"
-)
-COMMAND = [sys.executable, "-c", MOUNTED]
+COMMAND = [sys.executable, "-m", "baysense.cli", "zerotier", "fake"]
 
 
 @pytest.fixture
