@@ -146,3 +146,5 @@ def test_summary_counts_bays_not_site(tmp_path, registry_path, capsys):
     assert "baysense: the ZeroTier step (%s) failed and 3 of 3 bays failed (b1, b2, b3)" % SITE in output.err
     assert "of 4 bays" not in output.err
     assert "3 failed; ZeroTier step failed; logs in" in output.out
+    # The summary is rich markup, which would drop a bare "[zerotier]".
+    assert "set token_file in the manifest's [zerotier] table" in " ".join(output.out.split())

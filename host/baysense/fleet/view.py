@@ -8,6 +8,7 @@ import threading
 import click
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from .progress import FAILED, INTERRUPTED, OK, RUNNING, SKIPPED
@@ -31,7 +32,8 @@ def live_table(rows, title):
         table.add_column(name, overflow="fold" if name == "detail" else "ellipsis")
     for row in rows:
         detail = row.detail if len(row.detail) <= LIVE_DETAIL_CHARS else row.detail[: LIVE_DETAIL_CHARS - 1] + "…"
-        table.add_row(row.bay, str(row.port), row.step, _styled(row.result), detail, )
+        # Escaped: rich reads square brackets as markup, and a detail may name "[zerotier]".
+        table.add_row(escape(row.bay), escape(str(row.port)), row.step, _styled(row.result), escape(detail))
     return table
 
 
@@ -40,8 +42,8 @@ def summary_table(outcomes, title):
     for name in ("bay", "board", "step", "result", "seconds", "detail"):
         table.add_column(name, overflow="fold")
     for outcome in outcomes:
-        table.add_row(outcome.bay, str(outcome.port), outcome.step or "-", _styled(outcome.result),
-                      "%.1f" % outcome.seconds if outcome.seconds else "-", outcome.detail)
+        table.add_row(escape(outcome.bay), escape(str(outcome.port)), outcome.step or "-", _styled(outcome.result),
+                      "%.1f" % outcome.seconds if outcome.seconds else "-", escape(outcome.detail))
     return table
 
 
@@ -72,7 +74,8 @@ def print_summary(outcomes, title, console=None):
     console.print(summary_table(outcomes, title))
     failed = [outcome for outcome in outcomes if outcome.result == FAILED]
     for outcome in failed:
-        console.print("[bold red]failed[/] %s (%s) at %s: %s" % (outcome.bay, outcome.port, outcome.step, outcome.detail),
+        console.print("[bold red]failed[/] %s (%s) at %s: %s" % (escape(outcome.bay), escape(str(outcome.port)), outcome.step,
+                                                              escape(outcome.detail)),
                       markup=True, highlight=False)
 
 
