@@ -230,13 +230,23 @@ def test_soft_reset_from_raw_repl_runs_main(tmp_path):
 # Fills the heap with 3000-byte blocks and frees every other one, so the largest free block is
 # under 4 KB but plenty of memory is free. This is how a node stopped with Ctrl-C leaves the
 # heap: its modules and buffers stay, with small gaps between them.
+# Fills the heap with 3000-byte blocks, then whatever room is left with smaller ones, and
+# frees every other 3000-byte block: no free run is then large enough for 4096 bytes, whatever
+# the heap held before (the board's paths and banner differ from run to run).
 FRAGMENT_HEAP = """import gc
 _hold = []
+_fill = []
 try:
  while True:
   _hold.append(bytearray(3000))
 except MemoryError:
  pass
+for size in (1024, 256, 64, 16):
+ try:
+  while True:
+   _fill.append(bytearray(size))
+ except MemoryError:
+  pass
 for i in range(0, len(_hold), 2):
  _hold[i] = None
 gc.collect()
@@ -273,7 +283,7 @@ def test_memory_error_names_boot_py(tmp_path):
         old = b"OLD = 1\n" * 100
         (virtual.fs_dir / "module.py").write_bytes(old)
         # A boot.py that keeps a fragmented heap: the soft reset before a transfer runs it again.
-        (virtual.fs_dir / "boot.py").write_text("import builtins\n" + FRAGMENT_HEAP + "builtins._hold = _hold\n")
+        (virtual.fs_dir / "boot.py").write_text("import builtins\n" + FRAGMENT_HEAP + "builtins._hold = _hold\nbuiltins._fill = _fill\n")
         with Device(virtual.port) as device:
             with pytest.raises(BoardMemoryError) as raised:
                 device.write_file("/module.py", os.urandom(6000), compress=False)
