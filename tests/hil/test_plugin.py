@@ -111,6 +111,24 @@ def test_definition_read_names_busy_port(make_vboard):
     assert "@DEFINITION" not in message
 
 
+def test_definition_read_checks_detector(make_vboard):
+    import json
+
+    from baysense import boards
+    from baysense.hil.bench import _definition_on_board
+
+    virtual = make_vboard("bad-detector")
+    definition = boards.load("virtual")
+    definition["detector"]["on_delay_ms"] = -1
+    (virtual.fs_dir / "config.json").write_text(json.dumps({"board": definition}))
+
+    with pytest.raises(ConfigError) as raised:
+        _definition_on_board(virtual.port)
+    message = str(raised.value)
+    assert "the /config.json on %s" % virtual.port in message
+    assert "on_delay_ms -1 is out of range" in message
+
+
 def test_real_board_needs_reachable_gateway(pytester):
     # /dev/null exists, so the port check passes, and it is never opened: the bench is refused first.
     pytester.makepyfile("def test_any(board):\n    pass\n")

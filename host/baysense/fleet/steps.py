@@ -17,7 +17,7 @@ from ..device import PROMPT_TIMEOUT_S, Device
 from ..errors import BaysenseError, DeviceError, DeviceException
 from ..firmware_imports import check_node_folder
 from ..hil.strategy import NODE_FAILED
-from ..hil.strategy import _failure_line as failure_line
+from ..hil.strategy import failure_line
 from ..paths import FIRMWARE_DIR
 from ..provision import provision
 from ..registry import Registry

@@ -205,7 +205,7 @@ class Strategy:
             failed = NODE_FAILED.search(text)
             if failed:
                 raise DeviceError(
-                    "the node on %s stopped at start (%s)" % (self.name, _failure_line(text, failed)),
+                    "the node on %s stopped at start (%s)" % (self.name, failure_line(text, failed)),
                     "its output was:\n%s" % self.console.tail(mark),
                 )
             if time.monotonic() >= deadline:
@@ -216,7 +216,7 @@ class Strategy:
             time.sleep(START_POLL_S)
 
 
-def _failure_line(text, failed):
+def failure_line(text, failed):
     # For a traceback, the exception line: the first unindented line after the header.
     if not failed.group(0).startswith("Traceback"):
         return failed.group(0)

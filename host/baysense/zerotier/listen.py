@@ -22,7 +22,7 @@ FORMS = "give HOST:PORT (e.g. 0.0.0.0:5683 or [::1]:5683) or zt:NETWORK_ID:PORT"
 STATUS_PROBLEMS = {
     zt_service.STATUS_ACCESS_DENIED: (
         "this host (node %(node)s) is not authorized on ZeroTier network %(network)s",
-        "authorize it: `baysense zerotier authorize %(network)s %(node)s --name NAME --description TEXT` "
+        "authorize it: `baysense zerotier authorize %(network)s %(node)s --name NAME` "
         "(add --central for a network on my.zerotier.com), or in the controller's web UI",
     ),
     zt_service.STATUS_REQUESTING_CONFIGURATION: (
