@@ -671,9 +671,14 @@ def _process_cpu_s(pid):
 
 
 class FixedKeyring:
+    """The KeyRing interface over the benchmark's fixed keys."""
+
     def __init__(self, devices):
         self.keys = {device_id: (key, key_id(key)) for device_id, key in devices}
         self.revoked = frozenset()
+
+    def refresh(self):
+        return False  # the keys never change
 
 
 def mutate(generator, frame):
