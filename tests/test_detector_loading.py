@@ -9,7 +9,8 @@ import pytest
 
 from baysense.cli import main
 from baysense.errors import ConfigError
-from baysense.replay.firmware import FirmwareLoader, detector_modules, firmware_module_names, load_firmware_detector
+from baysense.firmware_imports import module_names
+from baysense.replay.firmware import FirmwareLoader, detector_modules, load_firmware_detector
 from mpy.helpers import FIRMWARE_DIR
 
 DETECTOR_MODULES = ["detector", "detector_settings", "distance_decision", "field_decision", "filters", "threshold_decision"]
@@ -71,7 +72,7 @@ def test_loads_are_independent():
 
 
 def test_no_bare_names_in_sys_modules():
-    names = firmware_module_names(FIRMWARE_DIR)
+    names = module_names(FIRMWARE_DIR)
     before = set(sys.modules)
 
     firmware = load_firmware_detector(FIRMWARE_DIR)

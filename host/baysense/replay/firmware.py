@@ -19,11 +19,6 @@ from ..paths import FIRMWARE_DIR
 ENTRY_MODULE = "detector"
 
 
-def firmware_module_names(firmware_dir):
-    """Return the module names a firmware folder defines: its top-level .py files."""
-    return module_names(firmware_dir)
-
-
 def detector_modules(firmware_dir=FIRMWARE_DIR):
     """Return the names of detector.py and the folder's modules it imports, directly or not.
 
