@@ -72,6 +72,7 @@ DEFAULTS = {
         "creep_ms": 2000,
         "creep_samples": 256,
         "calibration_shift_delta": 25,
+        "calibration_recheck_ms": 2000,
         "smooth_samples": 16,
         "second_smooth_samples": 3,
         "activity_samples": 8,

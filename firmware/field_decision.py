@@ -47,6 +47,7 @@ FIELD_SETTINGS = (
     "calibration_ms",
     "calibration_max_ms",
     "calibration_shift_delta",
+    "calibration_recheck_ms",
     "return_ms",
     "return_offset_percent",
     "return_nearer_percent",
@@ -78,6 +79,11 @@ class FieldDecision:
     #     first quiet and steady window of the warm-up. A car arrived during the calibration,
     #     so the warm-up window is taken as the empty bay, and the arrival is timed from the
     #     field's first swing after that window.
+    # arriving -> vacant, with the warm-up window as the baseline: the accepted window lay
+    #     nearer than calibration_shift_delta but at least that window's level band from it,
+    #     the arrival started within calibration_recheck_ms of the calibration, and the field
+    #     went quiet for off_delay_ms off the baseline, inside that window's level band. A
+    #     vehicle was passing while the window was accepted, and its field has gone.
     # vacant -> arriving: the field starts changing, no sooner than rearm_ms after a
     #     departure. Or it moved more than creep_delta from its slow reference level and
     #     stayed there for creep_ms without a transient (a car creeping in).
@@ -186,6 +192,8 @@ class FieldDecision:
         self._spread.clear()
         self._event_since = 0
         self._resume_off = -1  # -1 until the filters are full: 1 off the baseline, 0 on it
+        self._baseline_doubtful = False
+        self._rechecking = False
 
     def restart(self):
         # Start over from calibration: filters emptied, baseline and bands re-learned.
@@ -217,6 +225,12 @@ class FieldDecision:
         self._early_high = 0
         self._early_low = 0
         self._early_swing_at = -1
+        # The accepted window lay at least the warm-up window's level band from it. Set until
+        # calibration_recheck_ms after the calibration, or until the first arrival, which is
+        # then rechecked (see _recheck_baseline).
+        self._baseline_doubtful = False
+        self._calibrated_at = 0
+        self._rechecking = False
         self._confirming = False
 
     def decide(self, value, now_ms):
@@ -283,6 +297,10 @@ class FieldDecision:
             self._rearming = False
             self._reference_fixed = self._baseline_fixed
             self._moved_since = now_ms
+        if self._baseline_doubtful and ticks_diff(now_ms, self._calibrated_at) >= self.calibration_recheck_ms:
+            # A vehicle passing during the calibration drives off at once. A later arrival is
+            # a new vehicle, so it does not recheck the baseline.
+            self._baseline_doubtful = False
         if active:
             return self._arrive(smooth, now_ms)
         if self.creep_delta:
@@ -306,6 +324,8 @@ class FieldDecision:
         return STATE_VACANT
 
     def _arrive(self, smooth, now_ms):
+        self._rechecking = self._baseline_doubtful
+        self._baseline_doubtful = False
         self.phase = PHASE_ARRIVING
         self._arrival.start(smooth)
         self._event_since = now_ms
@@ -324,6 +344,9 @@ class FieldDecision:
         if ticks_diff(now_ms, self._present_at) >= self.gap_ms:
             self.phase = PHASE_VACANT  # it passed by
             return STATE_VACANT
+        back = self._rechecking and self._back_at_warmup_level(smooth, offset)
+        if back and ticks_diff(now_ms, self._disturbed_at) >= self.off_delay_ms:
+            return self._recheck_baseline(now_ms)
 
         # Already standing still far off the baseline (a car that creeps in changes the field
         # late and slowly): it has stopped.
@@ -337,7 +360,7 @@ class FieldDecision:
         elapsed = ticks_diff(now_ms, self._event_since)
         if elapsed < self.on_delay_ms:
             return STATE_VACANT
-        if elapsed < self.arrival_max_ms and self._passing(offset, now_ms):
+        if elapsed < self.arrival_max_ms and (back or self._passing(offset, now_ms)):
             return STATE_VACANT
         return self._occupy(smooth)
 
@@ -360,6 +383,32 @@ class FieldDecision:
         above = self._arrival.high - baseline
         below = baseline - self._arrival.low
         return above >= self.arrival_swing_delta and below >= self.arrival_swing_delta
+
+    def _back_at_warmup_level(self, smooth, offset):
+        # Return True when the field is off the baseline but inside the level band of the
+        # warm-up's steady window. A car parked with no offset ends back on the baseline.
+        if offset <= self.band:
+            return False
+        moved = smooth - self._early_level
+        return -self._early_band <= moved <= self._early_band
+
+    def _recheck_baseline(self, now_ms):
+        # The calibration accepted a window while a vehicle's field was still present: the
+        # vehicle drove off at once, and the field went back to where it stood in the
+        # warm-up. Its "arrival" is the empty bay's field coming back, so the warm-up window
+        # becomes the baseline, and the bay stays vacant.
+        self._rechecking = False
+        self._learn_baseline(self._early_level, self._early_band, now_ms)
+        return STATE_VACANT
+
+    def _learn_baseline(self, level, band, now_ms):
+        self.baseline = level
+        self._baseline_fixed = level << FIXED_SHIFT
+        self._reference_fixed = self._baseline_fixed
+        self._moved_since = now_ms
+        self.band = band
+        self._offset_noise_fixed = (band * 100 // self.level_noise_percent) << FIXED_SHIFT
+        self.phase = PHASE_VACANT
 
     def _occupy(self, smooth):
         self.phase = PHASE_OCCUPIED
@@ -612,23 +661,24 @@ class FieldDecision:
         arrived = False
         if self._early_band >= 0:
             shift = whole - self._early_level
-            if shift > self.calibration_shift_delta or -shift > self.calibration_shift_delta:
+            if shift < 0:
+                shift = -shift
+            if shift > self.calibration_shift_delta:
                 # The field settled far from where it stood in the warm-up: a car arrived
                 # during the calibration, and learning its field would hide it.
                 arrived = True
                 whole = self._early_level
                 band = self._early_band
-        self.baseline = whole
-        self._baseline_fixed = whole << FIXED_SHIFT
-        self._reference_fixed = self._baseline_fixed
-        self._moved_since = now_ms
-        self.band = band
-        self._offset_noise_fixed = (band * 100 // self.level_noise_percent) << FIXED_SHIFT
+            elif shift >= self._early_band:
+                # Nearer than that, the window may also hold a vehicle that is still passing
+                # and drives off at once. The first arrival rechecks it.
+                self._baseline_doubtful = True
+                self._calibrated_at = now_ms
+        self._learn_baseline(whole, band, now_ms)
         activity_band = self._calibration_spread * self.activity_calibration_percent // 100
         self.activity_band = _clamp(activity_band, self.band_min, self.band_max)
         self._spread_noise_fixed = (self.activity_band * 100 // self.activity_noise_percent) << FIXED_SHIFT
         self._calibrated = True
-        self.phase = PHASE_VACANT
         if arrived:
             self._arrive(smooth, now_ms)
             # Timed from the first swing after the warm-up's steady window, as for a car

@@ -107,13 +107,13 @@ def test_long_manoeuvre_occupied_at_max():
     assert events[0][0] <= ARRIVAL_MS + settings["arrival_max_ms"] + 2000
 
 
-def padded_traffic(traffic_dir):
+def padded_traffic(traffic_dir, leads_ms=TRAFFIC_LEADS_MS):
     """Yield (name, times, values) for every traffic file and lead, built in memory."""
     for path in expand_paths([traffic_dir]):
         trace = read_trace(path)
         start = trace.times_ms[0]
         source = [value for time, value in zip(trace.times_ms, trace.values) if time - start < LEAD_SOURCE_MS]
-        for lead_ms in TRAFFIC_LEADS_MS:
+        for lead_ms in leads_ms:
             count = lead_ms // PADDED_PERIOD_MS
             lead = (source * (count // len(source) + 1))[:count]
             values = lead + list(trace.values)

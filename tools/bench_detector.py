@@ -51,17 +51,19 @@ def _timed(label, paths, settings, **options):
 # file come after the detector's calibration (in every file the first pass falls in it).
 PADDING_SOURCE_MS = 1500
 PADDINGS_MS = (8000, 12000, 20000)
+# Shorter paddings put the first pass inside the warm-up or the calibration window instead.
+CALIBRATION_PADDINGS_MS = (0, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000)
 PADDED_PERIOD_MS = 90
 
 
-def write_padded_traffic(traffic, folder):
+def write_padded_traffic(traffic, folder, paddings_ms=PADDINGS_MS):
     """Write every traffic file with each padding into `folder` (a temporary one); return the paths."""
     paths = []
     for path in traffic:
         rows = [line.split(",") for line in path.read_text().split()]
         start = int(rows[0][1])
         source = [row[2] for row in rows if int(row[1]) - start < PADDING_SOURCE_MS]
-        for padding_ms in PADDINGS_MS:
+        for padding_ms in paddings_ms:
             count = padding_ms // PADDED_PERIOD_MS
             values = (source * (count // len(source) + 1))[:count] + [row[2] for row in rows]
             padded = folder / ("%s+%dms.txt" % (path.stem, padding_ms))
@@ -91,6 +93,10 @@ def run(data_dir):
         with tempfile.TemporaryDirectory(prefix="baysense-padded-") as folder:
             padded = write_padded_traffic(traffic, Path(folder))
             label = "RDVD traffic padded with 8, 12 or 20 s of its own start, as negatives"
+            summaries.append(_timed(label, padded, field, negative=True))
+        with tempfile.TemporaryDirectory(prefix="baysense-padded-") as folder:
+            padded = write_padded_traffic(traffic, Path(folder), CALIBRATION_PADDINGS_MS)
+            label = "RDVD traffic padded with 0 to 7 s of its own start (first pass during calibration), as negatives"
             summaries.append(_timed(label, padded, field, negative=True))
     edgeai = sorted((data_dir / "tof-magnetic" / "edgeai").glob("*.csv"))
     if edgeai:
