@@ -71,7 +71,7 @@ def test_gateway_same_file_rejected(capsys, registry):
     before = sqlite_tables(registry)
     error = run_failing(capsys, ["gateway", *LISTEN, "--db", str(registry), "--registry", str(registry)])
     assert "--db and --registry name the same file (%s)" % registry in error
-    assert "pass a new file to --db" in error
+    assert "pass another, new file to --db" in error
     assert sqlite_tables(registry) == before  # no gateway table was added to the keys
 
 

@@ -330,6 +330,14 @@ def test_cli_rejects_registry_in_missing_folder(tmp_path, capsys):
     assert not (tmp_path / "g.db").exists()
 
 
+def test_cli_rejects_db_in_missing_folder(tmp_path, registry, capsys):
+    db_path = tmp_path / "nosuch" / "lot.db"
+    status = main(["gateway", "--listen", "127.0.0.1:0", "--db", str(db_path), "--registry", str(registry)])
+    assert status == 1
+    assert "folder of --db %s not found" % db_path in capsys.readouterr().err
+    assert not db_path.parent.exists()
+
+
 def test_cli_stops_on_sigint(tmp_path, registry, keys):
     process, line = start_cli_gateway(tmp_path, registry)
     process.send_signal(signal.SIGINT)

@@ -250,6 +250,15 @@ def test_gateway_address_checks():
     assert provision.check_gateway("gateway.local:4700") == "gateway.local:4700"
 
 
+def test_gateway_scheme_names_fix():
+    # The form the gateway prints on its listening: line.
+    with pytest.raises(ConfigError) as error:
+        provision.check_gateway("udp://127.0.0.1:4700")
+    message = str(error.value)
+    assert "invalid gateway address 'udp://127.0.0.1:4700': the node takes HOST:PORT without a scheme (udp://)" in message
+    assert "write 127.0.0.1:4700;" in message
+
+
 @pytest.mark.parametrize(
     "address, host, problem",
     [
@@ -285,6 +294,19 @@ def test_cli_invalid_gateway_writes_nothing(blank, registry_file, capsys):
     assert not (blank.fs_dir / "config.json").exists()
     with Registry(registry_file) as registry:
         assert registry.devices() == []
+
+
+def test_cli_registry_in_missing_folder_rejected(blank, tmp_path, capsys):
+    registry_file = tmp_path / "nosuch" / "registry.db"
+    status = main(
+        ["provision", "--port", blank.port, "--device-id", "bay-7", "--gateway", "127.0.0.1:4700",
+         "--registry", str(registry_file), "--no-reset"]
+    )
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "registry folder %s not found (registry %s)" % (registry_file.parent, registry_file) in error
+    assert not registry_file.parent.exists()
+    assert not (blank.fs_dir / "config.json").exists()
 
 
 def test_cli_keeps_wifi_without_ssid(blank, registry_file, tmp_path, capsys, caplog):

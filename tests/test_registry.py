@@ -16,15 +16,27 @@ def mode_of(path):
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_new_registry_is_private_under_open_umask(tmp_path):
+def test_new_registry_is_private_under_open_umask(tmp_path, monkeypatch):
+    # Only the default registry's folder is created, so the test moves the default here.
+    monkeypatch.delenv("BAYSENSE_REGISTRY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     previous = os.umask(0)
     try:
-        path = tmp_path / "new" / "registry.db"
-        Registry(path).close()
+        registry = Registry()
+        registry.close()
     finally:
         os.umask(previous)
-    assert mode_of(path) == 0o600
-    assert mode_of(path.parent) == 0o700
+    assert registry.path == tmp_path / "baysense" / "registry.db"
+    assert mode_of(registry.path) == 0o600
+    assert mode_of(registry.path.parent) == 0o700
+
+
+def test_named_registry_folder_must_exist(tmp_path):
+    path = tmp_path / "nosuch" / "registry.db"
+    with pytest.raises(ConfigError) as raised:
+        Registry(path)
+    assert str(raised.value).startswith("registry folder %s not found (registry %s)" % (path.parent, path))
+    assert not path.parent.exists()
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644, 0o610])

@@ -203,7 +203,7 @@ def build_for(device, firmware_dir=FIRMWARE_DIR):
     log.warning(
         "the board loads .mpy version %s but no mpy-cross here emits it (the default emits %d.%d):"
         " deploying .py sources, which import slower and need more heap (compiling the magnetometer's"
-        " field_decision.py took 76 KB of the roughly 110 KB an ESP32 without PSRAM has free, measured"
+        " field_decision.py took 81 KB of the roughly 110 KB an ESP32 without PSRAM has free, measured"
         " on the unix port); install an mpy-cross that matches the board's MicroPython version, or"
         " flash a firmware that matches this mpy-cross",
         "none" if board_version is None else "%d.%d" % board_version,

@@ -85,6 +85,13 @@ def check_gateway(address):
     labels with three of them numbers, is taken as an IPv4 address, so 127.0.0.300 or 127.0.0.l
     (a letter l) is rejected here instead of failing in the node's getaddrinfo.
     """
+    scheme, has_scheme, rest = (address or "").partition("://")
+    if has_scheme:
+        # The gateway prints its address as udp://HOST:PORT, which is easy to paste whole.
+        raise ConfigError(
+            "invalid gateway address %r: the node takes HOST:PORT without a scheme (%s://)" % (address, scheme),
+            "write %s; %s" % (rest, GATEWAY_HINT),
+        )
     host, separator, port = (address or "").rpartition(":")
     if not separator or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError("invalid gateway address %r" % address, GATEWAY_HINT)

@@ -55,6 +55,22 @@ def default_path():
     return base / "baysense" / "registry.db"
 
 
+def check_folder(path):
+    """Raise ConfigError when `path` lies in a missing folder that the user named.
+
+    Only the default folder is created on first use. A folder named by an option or by
+    $BAYSENSE_REGISTRY is more likely a typo, and keys written there would never reach the
+    gateway, which reads the registry the user meant.
+    """
+    path = Path(path)
+    if path.parent.is_dir() or (path == default_path() and not os.environ.get(ENV_REGISTRY)):
+        return
+    raise ConfigError(
+        "registry folder %s not found (registry %s)" % (path.parent, path),
+        "check the path: pass the registry that `baysense provision` writes, with --registry or $%s" % ENV_REGISTRY,
+    )
+
+
 def _check_private(path):
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -94,6 +110,7 @@ class Registry:
 
     def __init__(self, path=None):
         self.path = Path(path) if path else default_path()
+        check_folder(self.path)
         # A folder made here is private too; an existing one keeps the mode its owner chose.
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.path.exists():

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from ..registry import ENV_REGISTRY, default_path
+from ..registry import check_folder, default_path
 from .server import Gateway, format_address
 from .status import format_status, read_status
 
@@ -82,7 +82,7 @@ def check_databases(db_path, registry_path):
     if same:
         raise ConfigError(
             "--db and --registry name the same file (%s)" % db_path,
-            "keep the reports apart from the device keys: pass a new file to --db, for example lot.db",
+            "keep the reports apart from the device keys: pass another, new file to --db",
         )
 
     db_tables = _tables(db_path, "--db", DB_HINT)
@@ -154,14 +154,14 @@ def gateway_command(listen, db_path, registry_path):
         host, port = resolve_listen(listen)
     else:
         host, port = parse_listen(listen)
-    # The gateway creates a missing registry, as provision does, but not in a missing folder
-    # that the user named: that is more likely a typo than a new site.
-    named = registry_path is not None or bool(os.environ.get(ENV_REGISTRY))
     registry_path = Path(registry_path or default_path())
-    if named and not registry_path.parent.is_dir():
+    # Checked before anything is created: a typo in either path would start a gateway whose
+    # reports `baysense status` never shows, or that knows no device.
+    check_folder(registry_path)
+    if not Path(db_path).resolve().parent.is_dir():
         raise ConfigError(
-            "registry folder %s not found (registry %s)" % (registry_path.parent, registry_path),
-            "pass the registry that `baysense provision` writes: --registry or $%s" % ENV_REGISTRY,
+            "folder of --db %s not found" % db_path,
+            "check the path, or create the folder first",
         )
     check_databases(db_path, registry_path)
     asyncio.run(run_gateway(db_path, registry_path, host, port))
