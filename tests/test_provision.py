@@ -10,11 +10,14 @@ import pytest
 
 from baysense import boards, provision
 from baysense.cli import main
+from baysense.deploy import deploy
 from baysense.device import Device
 from baysense.errors import ConfigError, DeviceError, DeviceException
 from baysense.gateway.keys import KeyRing
+from baysense.gateway.server import GatewayThread
 from baysense.registry import Registry
 from baysense.vboard.board import VirtualBoard
+from node_harness import wait_for
 
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 MPREMOTE_TIMEOUT_S = 30
@@ -545,3 +548,45 @@ def test_cli_board_negative_delay_gives_range(blank, registry_file, tmp_path, ca
     assert "set it to 0..86400000 in %s" % board_file in error
     assert not (blank.fs_dir / "config.json").exists()
     assert not registry_file.exists()
+
+
+@pytest.fixture
+def node_board(tmp_path):
+    # A board with the firmware on it, which the self-test runs.
+    virtual = VirtualBoard(tmp_path / "node", boards.load("virtual")).start()
+    with Device(virtual.port) as device:
+        deploy(device)
+    yield virtual
+    virtual.stop()
+
+
+def test_cli_check_runs_selftest(node_board, registry_file, tmp_path, capsys):
+    Registry(registry_file).close()
+    with GatewayThread(tmp_path / "gateway.db", registry_file) as gateway:
+        address = "127.0.0.1:%d" % gateway.address[1]
+        status = main(
+            ["provision", "--port", node_board.port, "--device-id", "bay-9", "--gateway", address,
+             "--registry", str(registry_file), "--no-wifi", "--check"]
+        )
+    output = capsys.readouterr().out
+    assert status == 0
+    assert "bay-9: created" in output
+    assert "bay-9: self-test passed: sensor" in output
+    assert "gateway acknowledged heartbeat" in output
+
+
+def test_cli_check_fails_without_gateway(node_board, registry_file, capsys):
+    # No gateway listens on this port, so no heartbeat is acknowledged.
+    status = main(
+        ["provision", "--port", node_board.port, "--device-id", "bay-9", "--gateway", GATEWAY,
+         "--registry", str(registry_file), "--no-wifi", "--check"]
+    )
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "bay-9: created" in captured.out
+    assert "the gateway did not acknowledge" in captured.err
+    assert "check that a gateway listens at the address the board was provisioned with" in captured.err
+    # The config stays, and the firmware was restarted with it.
+    assert board_config(node_board)["gateway"] == GATEWAY
+    log = node_board.state_dir / "serial.log"
+    assert wait_for(lambda: b"node bay-9 firmware" in log.read_bytes())

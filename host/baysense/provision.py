@@ -23,6 +23,7 @@ import click
 from . import boards
 from .device import Device, literal
 from .errors import BaysenseError, ConfigError, DeviceError
+from .fleet import selftest
 from .ports import port_option, resolve_port
 from .registry import Registry
 
@@ -291,8 +292,13 @@ def read_wifi_password(password_file):
 @click.option("--rotate-key", is_flag=True, help="Give the device a new key; the gateway learns it from the registry.")
 @click.option("--heartbeat", "heartbeat_s", type=click.IntRange(5, 86400), default=60, show_default=True, help="Seconds between heartbeats.")
 @click.option("--reset/--no-reset", default=True, show_default=True, help="Soft-reset the board afterwards, so the firmware runs again with the config.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Then run the self-test that `baysense fleet` runs: read the sensor once and wait until the gateway acknowledges a heartbeat.",
+)
 def provision_command(
-    port, device_id, gateway, board_name, registry_path, wifi_ssid, no_wifi, wifi_password_file, rotate_key, heartbeat_s, reset
+    port, device_id, gateway, board_name, registry_path, wifi_ssid, no_wifi, wifi_password_file, rotate_key, heartbeat_s, reset, check
 ):
     """Give a board its device id, a fresh key and the gateway address."""
     board = boards.load(board_name)
@@ -311,10 +317,20 @@ def provision_command(
                 _restart_after_failure(device)
             raise
         click.echo("%s: %s" % (device_id, outcome))
-        # Provisioning stopped the running firmware (Ctrl-C), so restart it even when nothing
-        # changed; otherwise the node stays at the prompt until its watchdog fires.
-        if reset:
-            device.soft_reset(run_main=True)
+        try:
+            if check:
+                # Provision cannot tell by itself that a gateway listens at --gateway.
+                result = selftest.run(device, device_id)
+                click.echo(
+                    "%s: self-test passed: sensor %s, gateway acknowledged heartbeat %d after %d ms"
+                    % (device_id, result["sensor_value"], result["heartbeats"], result["ack_ms"])
+                )
+        finally:
+            # Provisioning stopped the running firmware (Ctrl-C). Without a restart, even when
+            # nothing changed or the self-test failed, the node stays at the prompt until its
+            # watchdog fires.
+            if reset:
+                device.soft_reset(run_main=True)
 
 
 def _restart_after_failure(device):

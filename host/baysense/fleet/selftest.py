@@ -124,12 +124,12 @@ def run(device, device_id):
     if not result["wifi"]:
         raise SelfTestError(
             "the board on %s did not join Wi-Fi within %d s" % (device.port, WIFI_TIMEOUT_MS // 1000),
-            "check the manifest's [wifi] ssid and password file, and the signal at the bay",
+            "check the Wi-Fi network and password the board was provisioned with, and the signal at the bay",
         )
     if not result["acked"]:
         raise SelfTestError(
             "the gateway did not acknowledge %d heartbeats from %s within %d s"
             % (result["heartbeats"], device_id, ACK_TIMEOUT_MS // 1000),
-            "check that the gateway runs at the manifest's address and reads this registry",
+            "check that a gateway listens at the address the board was provisioned with, and reads this registry",
         )
     return result
