@@ -36,6 +36,23 @@ def test_board_option_typo_stops_run(pytester):
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
+def test_incomplete_firmware_copy_stops_run(pytester, tmp_path):
+    import shutil
+
+    from baysense.paths import FIRMWARE_DIR
+
+    copy = tmp_path / "fw-nofield"
+    shutil.copytree(FIRMWARE_DIR, copy)
+    (copy / "field_decision.py").unlink()
+    pytester.makepyfile("def test_one(board):\n    pass\n\ndef test_two(board):\n    pass\n")
+    result = pytester.runpytest("--firmware", str(copy))
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert output.count("ERROR: field_decision.py not found in %s (detector.py imports it)" % copy) == 1
+    assert "Traceback" not in output
+
+
 def test_bench_specs_sources():
     environ = {"BAYSENSE_BOARDS": "/dev/ttyUSB0, /dev/ttyUSB1@esp32c3-qmc5883l"}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import boards as board_definitions
 from ..device import Device
 from ..errors import BaysenseError, ConfigError, DeviceError
+from ..firmware_imports import check_node_folder
 from ..paths import FIRMWARE_DIR
 from .board import Board
 from .console import Console
@@ -47,6 +48,8 @@ class Bench:
                 "no main.py in the firmware folder %s" % self.firmware_dir,
                 "pass --firmware with the folder that contains the node's main.py",
             )
+        # Every module the node imports must be there too, or every test fails at the deploy.
+        check_node_folder(self.firmware_dir)
         # Board folders contain device keys, and test logs may show board files: private to this user.
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.elastic = all(spec.port == VIRTUAL for spec in specs)
