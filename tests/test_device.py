@@ -316,3 +316,11 @@ def test_open_error_names_next_step():
     error = _open_error("socket://127.0.0.1:4999", OSError("Could not open port: [Errno 111] Connection refused"))
     assert "cannot open port socket://127.0.0.1:4999" in str(error)
     assert "nothing listens at socket://127.0.0.1:4999" in str(error)
+
+
+def test_missing_port_names_vboard_and_environment():
+    error = _open_error("/dev/pts/77", OSError("[Errno 2] could not open port /dev/pts/77: No such file or directory"))
+    message = str(error)
+    assert "port not found (/dev/pts/77)" in message
+    assert "the `port:` line that `baysense vboard` printed" in message
+    assert "$BAYSENSE_PORT" in message

@@ -22,7 +22,7 @@ import time
 import serial
 
 from .errors import DeviceError, DeviceException
-from .ports import open_error_hint
+from .ports import ENV_PORT, open_error_hint
 from .transfer import ACK, INFLATE_PROBE, READ_CHUNK, READER_CODE, RECEIVER_CODE, WRITE_FRAME, file_frames
 
 log = logging.getLogger(__name__)
@@ -478,7 +478,11 @@ def _open_error(port, error):
             " uucp on Arch), then log in again",
         )
     if "Errno 2" in text or "No such file" in text or "could not open port" in text and "No such" in text:
-        return DeviceError("port not found (%s)" % port, "list ports with `baysense ports`; is the board plugged in?")
+        return DeviceError(
+            "port not found (%s)" % port,
+            "is the board plugged in? List ports with `baysense ports`, or use the `port:` line that"
+            " `baysense vboard` printed. A --port left out takes $%s, which may be stale" % ENV_PORT,
+        )
     if "busy" in text.lower() or "Errno 16" in text or "lock" in text.lower():
         return DeviceError(
             "port busy (%s)" % port, "another program has it open (a serial monitor, mpremote, another baysense): close it"
