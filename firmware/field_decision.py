@@ -38,6 +38,8 @@ def _clamp(value, low, high):
     return value
 
 
+# Settings of the field decision, read into attributes of the same names. A loop over names
+# keeps down the heap that compiling this module from source takes.
 FIELD_SETTINGS = (
     "on_delay_ms",
     "off_delay_ms",
@@ -61,6 +63,14 @@ FIELD_SETTINGS = (
     "rearm_ms",
     "creep_delta",
     "creep_ms",
+    "arrival_settle_ms",
+    "arrival_max_ms",
+    "arrival_offset_percent",
+    "arrival_swing_delta",
+    "departure_mirror_min_delta",
+    "departure_mirror_percent",
+    "departure_mirror_nearer_percent",
+    "departure_reach_percent",
 )
 
 
@@ -150,17 +160,6 @@ class FieldDecision:
         # The current car's arrival, from its first change until it has settled. Its departure
         # is compared with it, because a car leaves along the path it came in.
         self._arrival = Transient()
-        for name in (
-            "arrival_settle_ms",
-            "arrival_max_ms",
-            "arrival_offset_percent",
-            "arrival_swing_delta",
-            "departure_mirror_min_delta",
-            "departure_mirror_percent",
-            "departure_mirror_nearer_percent",
-            "departure_reach_percent",
-        ):
-            setattr(self, name, get(settings, defaults, name))
         self._calibration_values = array("i", [0] * MAX_CALIBRATION_SAMPLES)
         self._calibration_times = array("i", [0] * MAX_CALIBRATION_SAMPLES)
         self._sorted = array("i", [0] * MAX_CALIBRATION_SAMPLES)
