@@ -40,8 +40,9 @@ _ACCEPTED_TALLY = {frame_type: "accepted_" + name for frame_type, name in _FRAME
 _RESENT_TALLY = {frame_type: "resent_" + name for frame_type, name in _FRAME_NAMES.items()}
 _RESIGNED_TALLY = {frame_type: "resigned_" + name for frame_type, name in _FRAME_NAMES.items()}
 
-# How often a frame from an unknown device may make the registry reload before the next
-# poll: a reload is one SQLite query, and unknown frames may come in a flood.
+# Minimum time between the registry reads that datagrams failing the header checks (an
+# unknown device, or a malformed frame) trigger before the next poll. A read is one SQLite
+# query, and such datagrams may come in a flood.
 KEY_REFRESH_INTERVAL_S = 0.05
 
 # Counter and body length, which follow the device id.
@@ -99,7 +100,7 @@ class Ingest:
         self.log_limiter = LogLimiter(log, settings.log_burst, settings.log_window_s)
         self._keys_loaded = None  # the keyring.keys dict that _keys was built from
         self._keys = {}  # device id as UTF-8 bytes -> DeviceKey
-        self._keys_refreshed = float("-inf")  # when a rejected frame last made the keys reload
+        self._keys_refreshed = float("-inf")  # when such a datagram last made the registry be read
 
     def load(self, counters):
         """Replace the replay state with `counters` ({device_id: (key_id, counter, tag, type, body)})."""
