@@ -6,6 +6,7 @@ import pytest
 
 from baysense.cli import main
 from baysense.errors import ConfigError
+from baysense.paths import FIRMWARE_DIR
 from baysense.replay import load_settings, replay
 from baysense.replay.engine import Event, open_engine
 from baysense.replay.scoring import label_episodes, score_episodes
@@ -186,6 +187,20 @@ def test_command_prints_json_summary(tmp_path, capsys):
 def test_firmware_option_without_detector(tmp_path, capsys):
     assert main(["replay", str(tmp_path), "--firmware", str(tmp_path)]) == 1
     assert "detector.py not found" in capsys.readouterr().err
+
+
+def test_firmware_checked_before_board(tmp_path, capsys):
+    # The copy lacks the decision modules and the board does not exist: the copy is reported first.
+    copy = tmp_path / "fw"
+    copy.mkdir()
+    for name in ("detector.py", "detector_settings.py"):
+        (copy / name).write_text((FIRMWARE_DIR / name).read_text())
+    trace = write(tmp_path, "a.txt", "0,0,300,0\n")
+
+    assert main(["replay", str(trace), "--board", "nosuch", "--firmware", str(copy)]) == 1
+    error = capsys.readouterr().err
+    assert "not found in %s (" % copy in error
+    assert "board definition not found" not in error
 
 
 def test_firmware_option_invalid_source(tmp_path, capsys):

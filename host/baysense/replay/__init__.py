@@ -1,7 +1,8 @@
 """`baysense replay`: feed recorded traces through the node's detector and score the result.
 
-The detector is firmware/detector.py, the code a node runs, on the MicroPython interpreter.
-`--engine cpython` loads the same file into this process instead, for quick checks.
+The detector is firmware/detector.py and the modules it imports, the code a node runs, on the
+MicroPython interpreter. `--engine cpython` loads the same modules into this process instead,
+for quick checks.
 """
 
 import json
@@ -13,6 +14,7 @@ import click
 from .. import boards, jsonfile
 from ..errors import ConfigError
 from . import engine as engines
+from .firmware import detector_modules
 from .scoring import false_occupied, label_episodes, score_episodes
 from .traces import REDUCTIONS, expand_paths, read_trace
 
@@ -229,7 +231,8 @@ def _columns(ctx, param, value):
     "firmware_dir",
     type=click.Path(exists=True, file_okay=False),
     default=str(engines.FIRMWARE_DIR),
-    help="Folder containing the detector.py to replay, for a detector under development.  [default: the project's firmware/]",
+    help="Folder containing the detector.py to replay and the modules it imports, for a detector under development."
+    "  [default: the project's firmware/]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def replay_command(paths, board, settings_file, kind, overrides, columns, value, time_column, period_ms, label_column, scale, negative, engine, firmware_dir, as_json):
@@ -239,8 +242,8 @@ def replay_command(paths, board, settings_file, kind, overrides, columns, value,
     detected correctly.
     """
     firmware_dir = Path(firmware_dir)
-    if not (firmware_dir / "detector.py").is_file():
-        raise ConfigError("detector.py not found in %s" % firmware_dir, "pass the folder that contains it, such as a copy of firmware/")
+    # Checked before the settings, so that a wrong --firmware is reported before a board's errors.
+    detector_modules(firmware_dir)
     settings = load_settings(board, settings_file, kind, overrides, firmware_dir)
     read_options = {
         "columns": columns,
