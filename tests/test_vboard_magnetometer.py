@@ -111,3 +111,17 @@ def test_noise_seed_is_a_stimulus_setting(tmp_path, capsys):
 
     assert main(["stimulus", "--dir", str(tmp_path), "noise_seed=-1"]) == 1
     assert "noise_seed must be an integer in 0..4294967295" in capsys.readouterr().err
+
+
+def test_hal_noise_defaults_match_world(tmp_path):
+    # The HAL runs on MicroPython and cannot import stimulus.py, so it repeats two defaults.
+    env = dict(os.environ, MICROPYPATH=str(HAL_DIR), BAYSENSE_VBOARD_FS=str(tmp_path), BAYSENSE_VBOARD_SIM=str(tmp_path))
+    script = "import sim_devices\nprint(sim_devices._FIELD_NOISE_DEFAULT, sim_devices._NOISE_SEED_DEFAULT)\n"
+    result = subprocess.run(
+        micropython_command() + ["-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+
+    field_noise, noise_seed = result.stdout.split()
+    assert int(field_noise) == DEFAULT_WORLD["field_noise"]
+    assert int(noise_seed) == DEFAULT_WORLD["noise_seed"]

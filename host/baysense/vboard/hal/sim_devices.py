@@ -46,6 +46,7 @@ def _wiring_for(kind):
 
 
 # The defaults of vboard/stimulus.py's DEFAULT_WORLD, for a stimulus file written without them.
+# tests/test_vboard_magnetometer.py checks that the two agree.
 _FIELD_NOISE_DEFAULT = 2
 _NOISE_SEED_DEFAULT = 1
 
