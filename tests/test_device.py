@@ -227,12 +227,11 @@ def test_soft_reset_from_raw_repl_runs_main(tmp_path):
         virtual.stop()
 
 
-# Fills the heap with 3000-byte blocks and frees every other one, so the largest free block is
-# under 4 KB but plenty of memory is free. This is how a node stopped with Ctrl-C leaves the
-# heap: its modules and buffers stay, with small gaps between them.
 # Fills the heap with 3000-byte blocks, then the room left with smaller ones, and frees every
-# other 3000-byte block. No free run is then large enough for 4096 bytes, whatever the heap
-# held before: the board's paths and banner differ from run to run.
+# other 3000-byte block. Plenty of memory is then free, but no free run is large enough for
+# 4096 bytes, whatever the heap held before (the board's paths and banner differ from run to
+# run). This is how a node stopped with Ctrl-C leaves the heap: its modules and buffers stay,
+# with small gaps between them.
 FRAGMENT_HEAP = """import gc
 _hold = []
 _fill = []
