@@ -140,7 +140,9 @@ def check_detector(board, source="board definition", firmware_dir=FIRMWARE_DIR):
 
     # The firmware ignores names it does not know, so a misspelt key would keep its default.
     known = detector_setting_names(firmware, kind)
-    for name in sorted(set(board["detector"]) - known if known is not None else ()):
+    unknown = sorted(set(board["detector"]) - known) if known is not None else []
+    if unknown:
+        name = unknown[0]
         raise ConfigError(
             "%s: detector.%s is not a setting of the %s detector" % (source, name, kind),
             unknown_setting_fix(firmware, name, kind),
@@ -158,8 +160,11 @@ def check_detector(board, source="board definition", firmware_dir=FIRMWARE_DIR):
         key = _named_key(str(error))
         where = "detector.%s" % key if key else "the detector section"
         # The firmware's messages end in their fix after ": ", as in "on_delay_ms -1 is out
-        # of range: set it to 0..86400000".
-        problem, _, fix = str(error).partition(": ")
+        # of range: set it to 0..86400000". The last one counts, because a value shown in the
+        # message, such as the string "1: 2", may contain one too.
+        problem, _, fix = str(error).rpartition(": ")
+        if not problem:
+            problem, fix = fix, ""
         raise ConfigError(
             "%s: the node's firmware would reject %s (%s)" % (source, where, problem),
             "%s in %s" % (fix, source) if fix else "fix %s in %s" % (where, source),
