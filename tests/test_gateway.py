@@ -16,7 +16,7 @@ from baysense.cli import main
 from baysense.gateway.server import GatewayThread
 from baysense.gateway.settings import Settings
 from baysense.gateway.simnode import SimNode, provision
-from baysense.gateway.status import FAULT_REASONS
+from baysense.gateway.status import FAULT_NAMES
 from baysense.gateway.store import Store
 from baysense.registry import Registry
 
@@ -403,7 +403,7 @@ def test_status_table_names_fault_reason(gateway, keys, capsys):
 def test_status_fault_names_match_firmware():
     from baysense.replay.firmware import load_firmware_detector
 
-    assert FAULT_REASONS == load_firmware_detector().FAULT_NAMES
+    assert FAULT_NAMES == load_firmware_detector().FAULT_NAMES
 
 
 def test_status_missing_db_names_fix(tmp_path, capsys):

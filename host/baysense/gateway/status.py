@@ -10,8 +10,8 @@ from .store import Store
 HEARTBEAT_STALE_S = 180
 
 # Names of the fault reasons a state frame carries, by number (docs/protocol.md). The node's
-# detector has the same tuple; the tests check that the two agree.
-FAULT_REASONS = ("none", "no echo", "out of range", "stuck", "bus error", "no data", "overflow", "edges dropped")
+# firmware/detector.py has the same FAULT_NAMES, and tests/test_gateway.py checks that they agree.
+FAULT_NAMES = ("none", "no echo", "out of range", "stuck", "bus error", "no data", "overflow", "edges dropped")
 
 HEALTH_FIELDS = ("uptime_s", "reset_cause", "free_heap", "rssi_dbm", "outbox_depth", "fault_flags", "firmware")
 
@@ -57,8 +57,8 @@ def _state(bay):
     if state != "fault":
         return state
     reason = bay["reason"]
-    if reason is not None and 0 < reason < len(FAULT_REASONS):
-        return "fault (%s)" % FAULT_REASONS[reason]
+    if reason is not None and 0 < reason < len(FAULT_NAMES):
+        return "fault (%s)" % FAULT_NAMES[reason]
     return "fault (reason %s)" % reason
 
 
