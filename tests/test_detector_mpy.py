@@ -100,8 +100,8 @@ def _heap_lock_run(settings, values, faults, period_ms, calibrate_at=-1, heapsiz
 @pytest.mark.parametrize("kind", ["magnetometer", "ultrasonic", "presence"])
 def test_detector_sources_fit_esp32_heap(kind):
     # A board that cannot load this mpy-cross's .mpy gets the sources. Each decision is a
-    # module of its own, so compiling the largest one fits an ESP32's heap (86 KB for the
-    # magnetometer on the 64-bit unix port, measured by tools/detector_heap.py).
+    # module of its own, so compiling the largest one fits an ESP32's heap. docs/benchmarks.md
+    # has each kind's figure on the 64-bit unix port, from tools/detector_heap.py.
     settings = dict(ULTRASONIC) if kind == "ultrasonic" else {"kind": kind}
     source = "from detector import Detector\nprint(Detector(%r).kind)\n" % settings
     assert run_micropython(source, heapsize=ESP32_HEAP).split() == [kind]
