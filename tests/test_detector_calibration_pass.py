@@ -11,7 +11,7 @@ import pytest
 from baysense import boards
 from test_detector import MAGNETOMETER, feed, field_segments, firmware, states
 from test_detector_mpy import _heap_lock_run
-from test_detector_passes import RDVD_TRAFFIC, padded_traffic
+from test_detector_passes import RDVD_TRAFFIC, count_false_occupied
 
 OCCUPIED = firmware.STATE_OCCUPIED
 SEEDS = range(40, 46)
@@ -85,19 +85,11 @@ def test_late_car_at_warmup_level_occupied():
         assert abs(detector.decision.baseline - 316) <= 3, seed
 
 
-def count_false_occupied(settings):
-    files = []
-    for name, times, values in padded_traffic(RDVD_TRAFFIC, CALIBRATION_LEADS_MS):
-        if OCCUPIED in states(feed(firmware.Detector(settings), times, values)):
-            files.append(name)
-    return files
-
-
 @pytest.mark.skipif(not RDVD_TRAFFIC.is_dir(), reason="RDVD traffic recordings not found at %s" % RDVD_TRAFFIC)
 def test_traffic_passing_during_calibration():
     settings = dict(boards.load("esp32c3-qmc5883l")["detector"], kind="magnetometer")
-    with_recheck = count_false_occupied(settings)
-    without_recheck = count_false_occupied(dict(settings, calibration_recheck_ms=0))
+    with_recheck = count_false_occupied(settings, CALIBRATION_LEADS_MS)
+    without_recheck = count_false_occupied(dict(settings, calibration_recheck_ms=0), CALIBRATION_LEADS_MS)
     assert len(with_recheck) <= CALIBRATION_FALSE_OCCUPIED_MAX, with_recheck
     assert len(without_recheck) > len(with_recheck)
 

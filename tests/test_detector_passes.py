@@ -121,9 +121,10 @@ def padded_traffic(traffic_dir, leads_ms=TRAFFIC_LEADS_MS):
             yield "%s+%dms" % (path.name, lead_ms), times, values
 
 
-def count_false_occupied(settings):
+def count_false_occupied(settings, leads_ms=TRAFFIC_LEADS_MS):
+    """Return the names of the padded traffic files in which `settings` report an occupied."""
     files = []
-    for name, times, values in padded_traffic(RDVD_TRAFFIC):
+    for name, times, values in padded_traffic(RDVD_TRAFFIC, leads_ms):
         if OCCUPIED in states(feed(firmware.Detector(settings), times, values)):
             files.append(name)
     return files
