@@ -44,8 +44,21 @@ SCHEMA = {
 }
 
 
+def check_definition(board, source="board definition", firmware_dir=FIRMWARE_DIR):
+    """Check a whole board definition: its schema, then its detector section; return it.
+
+    Raise ConfigError naming the file, field and fix, as validate() and check_detector() do.
+    """
+    validate(board, source)
+    return check_detector(board, source, firmware_dir)
+
+
 def validate(board, source="board definition"):
-    """Check one board definition; raise ConfigError naming the file, field and fix."""
+    """Check a board definition, except the values of its detector section; return it.
+
+    Raise ConfigError naming the file, field and fix. check_detector() checks the detector
+    section against the firmware, and check_definition() runs both.
+    """
     for field, (kind, required) in SCHEMA.items():
         if field not in board:
             if required:
@@ -209,8 +222,7 @@ def load(name_or_path, firmware_dir=FIRMWARE_DIR):
             "%s: invalid board definition, a %s" % (path, type(board).__name__),
             "write one JSON object, as in boards/virtual.json",
         )
-    validate(board, str(path))
-    return check_detector(board, str(path), firmware_dir)
+    return check_definition(board, str(path), firmware_dir)
 
 
 def names():

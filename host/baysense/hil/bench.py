@@ -173,11 +173,7 @@ def _definition_on_board(port):
     definition = config.get("board")
     if not isinstance(definition, dict):
         raise ConfigError("the /config.json on %s has no board definition" % port, hint)
-    source = "the /config.json on %s" % port
-    definition = board_definitions.validate(definition, source)
-    # The schema check leaves the detector section to the firmware's own check.
-    board_definitions.check_detector(definition, source)
-    return definition
+    return board_definitions.check_definition(definition, "the /config.json on %s" % port)
 
 
 def _reaches_loopback(port):
