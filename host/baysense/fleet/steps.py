@@ -16,7 +16,7 @@ from .. import deploy as deploy_module
 from ..device import PROMPT_TIMEOUT_S, Device
 from ..errors import BaysenseError, DeviceError, DeviceException
 from ..firmware_imports import check_node_folder
-from ..hil.strategy import NODE_FAILED, failure_line
+from ..node_output import NODE_FAILED, failure_line
 from ..paths import FIRMWARE_DIR
 from ..provision import provision
 from ..registry import Registry

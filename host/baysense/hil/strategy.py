@@ -22,6 +22,7 @@ from esptool.cmds import detect_chip
 from esptool.util import FatalError
 
 from ..errors import BaysenseError, ConfigError, DeviceError
+from ..node_output import NODE_FAILED, failure_line
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ NODE_START = re.compile(
     r"(?: counter (?P<counter>\d+))?"
 )
 BOOTED_TO_PROMPT = re.compile(r"^>>> ", re.MULTILINE)
-NODE_FAILED = re.compile(r"^(node: .*|Traceback \(most recent call last\):)$", re.MULTILINE)
 
 
 class TransitionUnsupported(BaysenseError):
@@ -214,13 +214,3 @@ class Strategy:
                     "its output was:\n%s" % self.console.tail(mark),
                 )
             time.sleep(START_POLL_S)
-
-
-def failure_line(text, failed):
-    # For a traceback, the exception line: the first unindented line after the header.
-    if not failed.group(0).startswith("Traceback"):
-        return failed.group(0)
-    for line in text[failed.end() :].splitlines():
-        if line and not line[0].isspace():
-            return line
-    return failed.group(0)
