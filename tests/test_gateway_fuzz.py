@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from baysense import protocol
 from baysense.gateway.ingest import ACCEPTED, ACK_LATER, ACK_NOW, REJECTED, Ingest
-from baysense.gateway.keys import key_id
+from baysense.gateway.keys import FixedKeyRing, key_id
 from baysense.gateway.server import Gateway
 from baysense.gateway.settings import Settings
 from baysense.gateway.signing import DeviceKey
@@ -17,17 +17,6 @@ from baysense.gateway.signing import DeviceKey
 KEYS = {"bay-1": bytes(range(32)), "bay-2": bytes(range(32, 64))}
 SOURCE = ("127.0.0.1", 40000)
 UNLIMITED = Settings(device_rate=1e9, device_burst=1e9, source_rate=1e9, source_burst=1e9)
-
-
-class FixedKeyring:
-    """The KeyRing interface over fixed keys."""
-
-    def __init__(self, keys, revoked=()):
-        self.keys = {device_id: (key, key_id(key)) for device_id, key in keys.items()}
-        self.revoked = frozenset(revoked)
-
-    def refresh(self):
-        return False  # the keys never change
 
 
 def valid_frames():
@@ -63,7 +52,7 @@ def datagrams(draw):
 
 
 def fresh_ingest():
-    return Ingest(FixedKeyring(KEYS, revoked=["bay-3"]), {}, UNLIMITED)
+    return Ingest(FixedKeyRing(KEYS, revoked=["bay-3"]), {}, UNLIMITED)
 
 
 @settings(max_examples=400, deadline=None)

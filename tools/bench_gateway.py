@@ -43,7 +43,7 @@ from pathlib import Path
 
 from baysense import protocol
 from baysense.gateway.ingest import REJECTED, Ingest
-from baysense.gateway.keys import key_id
+from baysense.gateway.keys import FixedKeyRing
 from baysense.gateway.server import Gateway
 from baysense.gateway.settings import Settings
 from baysense.gateway.store import Store
@@ -670,17 +670,6 @@ def _process_cpu_s(pid):
 # ---- fuzzing ----
 
 
-class FixedKeyring:
-    """The KeyRing interface over the benchmark's fixed keys."""
-
-    def __init__(self, devices):
-        self.keys = {device_id: (key, key_id(key)) for device_id, key in devices}
-        self.revoked = frozenset()
-
-    def refresh(self):
-        return False  # the keys never change
-
-
 def mutate(generator, frame):
     data = bytearray(frame)
     choice = generator.randrange(5)
@@ -702,7 +691,7 @@ def mutate(generator, frame):
 def fuzz_ingest(devices, frames, seconds, seed):
     """Feed mutated frames to the ingest checks for `seconds`; return counts. Raises on a broken invariant."""
     generator = random.Random(seed)
-    ingest = Ingest(FixedKeyring(devices), {}, BENCH_SETTINGS)
+    ingest = Ingest(FixedKeyRing(devices), {}, BENCH_SETTINGS)
     keys = dict(devices)
     sample = [frame for device_id, _ in devices[:50] for frame in frames[device_id][:5]]
     cases = 0
