@@ -200,10 +200,12 @@ class FieldDecision:
         self._first_average.clear()
         self._second_average.clear()
         self._spread.clear()
+
         self._calibration_started = False
         self._calibration_since = 0
         self._calibration_count = 0
         self._calibration_spread = 0
+
         self._event_since = 0
         self._disturbed_at = 0
         self._present_at = 0
@@ -216,6 +218,7 @@ class FieldDecision:
         self._rearming = False
         self._vacated_at = 0
         self._moved_since = 0  # the last time the field was within creep_delta of the reference
+
         self._warming = True
         self._early_level = 0
         self._early_band = -1  # -1 until a quiet and steady window of the warm-up is found
@@ -224,6 +227,7 @@ class FieldDecision:
         self._early_high = 0
         self._early_low = 0
         self._early_swing_at = -1
+
         # The accepted window lay at least the warm-up window's level band from it. Set until
         # calibration_recheck_ms after the calibration, or until the first arrival, which is
         # then rechecked (see _recheck_baseline).
@@ -438,9 +442,9 @@ class FieldDecision:
         self._returned_since = -1
 
     def _short_stay_over(self, smooth, offset, spread, now_ms):
-        # Return True once a short stay has ended: the field held still well off the baseline
-        # for hold_ms (a vehicle standing, not one swinging through while it manoeuvres) and
-        # is now back on the baseline, or much nearer to it than to where it stood, for
+        # Return True once a short stay has ended. The field held still well off the baseline
+        # for hold_ms: a vehicle standing, not one swinging through while it manoeuvres. Then
+        # it was back on the baseline, or much nearer to it than to where it stood, for
         # return_ms. Called from the first change on, because a short stay can be over
         # before on_delay_ms has passed.
 

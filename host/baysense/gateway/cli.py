@@ -156,7 +156,7 @@ def gateway_command(listen, db_path, registry_path):
         host, port = parse_listen(listen)
     registry_path = Path(registry_path or default_path())
     # Checked before anything is created: a typo in either path would start a gateway whose
-    # reports `baysense status` never shows, or that knows no device.
+    # reports `baysense status` never shows, or one without the device keys.
     check_folder(registry_path)
     if not Path(db_path).resolve().parent.is_dir():
         raise ConfigError(
